@@ -1,0 +1,122 @@
+"""museumtok's Gradio app: upload an artwork, pick a tokenizer and M, see what the tokens keep.
+
+Layout and event wiring only; every callback lives in ``museumtok.app.callbacks`` (unit-tested).
+
+    python app.py                       # http://127.0.0.1:7860, this machine only
+    python app.py --share               # a public gradio.live link (explicit)
+    python app.py --auth user:password  # ask for a password
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from museumtok.app import callbacks as cb
+from museumtok.paths import cache_dir, image_roots
+
+INTRO = """# museumtok
+Squeeze an artwork into a few discrete tokens, see what survives, and compare with JPEG and WebP at
+the same number of bits. Pick an artwork below or upload your own, choose a tokenizer and a token count **M**."""
+
+
+def tokenize_tab():
+    tokenizers = cb.tokenizer_choices()
+    first = tokenizers[-1] if tokenizers else None
+    m_values, m_default = cb.m_choices(first) if first else ([], None)
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload an image (JPEG, PNG, WebP, TIFF, GIF; ≤ 50 MB, ≤ 40 MP)",
+                             file_types=["image", ".tif", ".tiff"], type="filepath", elem_id="upload")
+            gallery = gr.Gallery(value=cb.catalog_gallery(), label="…or pick an artwork from the catalog",
+                                 columns=6, height=260, allow_preview=False, elem_id="gallery")
+            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="tokenizer")
+            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="m")
+            with gr.Row():
+                context = gr.Number(4096, label="Context window (tokens)", precision=0)
+                text_tokens = gr.Number(200, label="Text tokens in the prompt", precision=0)
+            run = gr.Button("Tokenize", variant="primary", elem_id="run")
+        with gr.Column(scale=2):
+            notes = gr.Markdown(elem_id="notes")
+            with gr.Row():
+                original = gr.Image(label="Working image (original)", type="pil", interactive=False)
+                recon = gr.Image(label="Reconstruction from the tokens", type="pil", interactive=False,
+                                 elem_id="reconstruction")
+                err = gr.Image(label="Error map", type="pil", interactive=False)
+            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (same bits for JPEG/WebP)",
+                                   interactive=False, elem_id="metrics", wrap=True)
+            with gr.Row():
+                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
+                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
+            grid = gr.Plot(label="Token grid (hover: token and patch)")
+            budget = gr.Plot(label="Context budget")
+
+    def run_tokenize(source, name, M, ctx, txt):
+        r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
+        return (cb.notes_markdown(r), r.original, r.reconstruction, r.error_image, r.metrics_rows(),
+                r.comparisons.get("jpeg"), r.comparisons.get("webp"), r.grid, r.budget)
+
+    def on_tokenizer(name):
+        values, default = cb.m_choices(name)
+        return gr.Dropdown(choices=values, value=default)
+
+    def on_gallery(evt: gr.SelectData):
+        return str(cb.gallery_entry(evt.index).find())
+
+    outputs = [notes, original, recon, err, metrics, jpeg, webp, grid, budget]
+    inputs = [upload, tokenizer, m, context, text_tokens]
+    tokenizer.change(on_tokenizer, tokenizer, m, api_name="m_choices")
+    gallery.select(on_gallery, None, upload, api_name="pick_artwork").then(
+        run_tokenize, inputs, outputs, api_name=False)
+    upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")
+    run.click(run_tokenize, inputs, outputs, api_name="tokenize")
+
+
+def budget_tab():
+    gr.Markdown("Chapter 1's question: do 10 images of 256 tokens and 1.5k words (≈2k tokens) fit in 4k?")
+    with gr.Row():
+        ctx = gr.Slider(512, 32768, value=4096, step=512, label="Context window")
+        images = gr.Slider(0, 20, value=10, step=1, label="Images")
+        m = gr.Slider(1, 1024, value=256, step=1, label="Tokens per image (M)")
+        text = gr.Slider(0, 8000, value=1995, step=5, label="Text tokens (1.5k words ≈ 1995)")
+    fig = gr.Plot()
+    summary = gr.Markdown()
+    for s in (ctx, images, m, text):
+        s.change(cb.budget, [ctx, images, m, text], [fig, summary], api_name=False)
+    gr.Button("Update", elem_id="budget-update").click(cb.budget, [ctx, images, m, text], [fig, summary],
+                                                       api_name="budget")
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="museumtok") as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Tokenize"):
+            tokenize_tab()
+        with gr.Tab("Context budget"):
+            budget_tab()
+    return demo
+
+
+demo = build_demo()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="museumtok app")
+    p.add_argument("--host", default=os.environ.get("MUSEUMTOK_HOST", "127.0.0.1"),
+                   help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("MUSEUMTOK_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="create a public share link (off by default)")
+    p.add_argument("--auth", default=os.environ.get("MUSEUMTOK_AUTH"),
+                   help="user:password required to open the app (off by default)")
+    a = p.parse_args(argv)
+    auth = tuple(a.auth.split(":", 1)) if a.auth else None
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="50mb",
+        allowed_paths=[str(r) for r in image_roots()] + [str(cache_dir("thumbs"))],
+        show_error=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Model cards: every bundled checkpoint says its data, steps, wall time, hardware and held-out metrics."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    dev = f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return f"{n} CPU cores ({cpu}), {dev}, torch {torch.__version__}"
+
+
+def markdown_table(rows: list[dict[str, Any]], floatfmt: str = ".3f") -> str:
+    if not rows:
+        return "(no rows)\n"
+    cols = list(rows[0].keys())
+    def fmt(v):
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+    out = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    for r in rows:
+        out += "| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |\n"
+    return out
+
+
+def write_model_card(
+    directory: Path,
+    name: str,
+    summary: str,
+    data: str,
+    steps: str,
+    wall_time_s: float,
+    metrics: list[dict[str, Any]],
+    command: str,
+    extra: str = "",
+    hw: str | None = None,
+) -> Path:
+    """Write ``README.md`` (the card) and ``training.json`` (the same facts, machine-readable)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    hw = hw or hardware()
+    text = f"""# {name}
+
+{summary}
+
+| | |
+|---|---|
+| data | {data} |
+| steps | {steps} |
+| wall time | {wall_time_s / 60:.1f} min ({wall_time_s:.0f} s) |
+| hardware | {hw} |
+| command | `{command}` |
+
+## Held-out metrics
+
+{markdown_table(metrics)}
+{extra}
+"""
+    (directory / "README.md").write_text(text, encoding="utf-8")
+    (directory / "training.json").write_text(json.dumps({
+        "name": name, "data": data, "steps": steps, "wall_time_s": wall_time_s, "hardware": hw,
+        "command": command, "metrics": metrics,
+    }, indent=2), encoding="utf-8")
+    return directory / "README.md"

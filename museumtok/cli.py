@@ -1,0 +1,167 @@
+"""The ``museumtok`` command line.
+
+    museumtok list                              tokenizers and codecs in the registry
+    museumtok data fetch [--mirror URL]         download missing catalog images (verified)
+    museumtok data verify                       check every image found against its sha256
+    museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
+    museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
+    museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
+
+Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def subcommand(fn: Callable[[argparse._SubParsersAction], None]):
+    _COMMANDS.append(fn)
+    return fn
+
+
+@subcommand
+def _list(sub):
+    p = sub.add_parser("list", help="tokenizers and codecs in the registry")
+    p.add_argument("--json", action="store_true")
+
+    def run(args):
+        from .registry import entries
+
+        rows = [{"name": e.name, "kind": e.kind, "chapter": e.chapter, "M": list(e.supported_M),
+                 "available": e.available, "description": e.description} for e in entries()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        for r in rows:
+            m = ("M " + (f"{r['M'][0]}..{r['M'][-1]}" if len(r["M"]) > 8 else ",".join(map(str, r["M"])))) if r["M"] else "codec"
+            flag = "" if r["available"] else "  [checkpoint missing]"
+            print(f"{r['name']:<22} §{r['chapter']:<5} {m:<16} {r['description']}{flag}")
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@subcommand
+def _data(sub):
+    p = sub.add_parser("data", help="the image catalog: fetch, verify, rebuild")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    f = dsub.add_parser("fetch", help="download missing images into data/images/")
+    f.add_argument("--mirror", help="base URL serving <collection>/<file> instead of the pinned raw URLs")
+    f.add_argument("--dest", type=Path, default=None, help="download folder (default data/images)")
+    f.add_argument("--collection", choices=["artworks", "kodak"])
+    f.add_argument("--retries", type=int, default=4)
+    f.add_argument("--timeout", type=float, default=30.0)
+    f.add_argument("--force", action="store_true", help="download even files found elsewhere")
+
+    def run_fetch(args):
+        from .data.catalog import load_catalog
+        from .data.fetch import fetch
+        from .paths import DOWNLOAD_DIR
+
+        rep = fetch(load_catalog(collection=args.collection), args.dest or DOWNLOAD_DIR, args.mirror,
+                    args.retries, timeout=args.timeout, force=args.force)
+        print(rep.summary())
+        return 0 if rep.ok else 1
+
+    f.set_defaults(func=run_fetch)
+    v = dsub.add_parser("verify", help="check every image found against the catalog's sha256")
+
+    def run_verify(args):
+        from .data.catalog import ChecksumMismatch, DataNotFound, load_catalog
+
+        bad = 0
+        for e in load_catalog():
+            try:
+                e.find(verify=True)
+            except (DataNotFound, ChecksumMismatch) as err:
+                print(err)
+                bad += 1
+        print(f"{len(load_catalog()) - bad} ok, {bad} missing or wrong")
+        return 1 if bad else 0
+
+    v.set_defaults(func=run_verify)
+    c = dsub.add_parser("catalog", help="rebuild data/catalog.csv from a data folder (maintainers)")
+    c.add_argument("--from", dest="root", type=Path, required=True)
+    c.add_argument("--out", type=Path, default=None)
+
+    def run_catalog(args):
+        from .data.build_catalog import main
+        from .paths import CATALOG_CSV
+
+        n = main(args.root, args.out or CATALOG_CSV)
+        print(f"wrote {n} entries")
+        return 0
+
+    c.set_defaults(func=run_catalog)
+
+
+@subcommand
+def _encode(sub):
+    p = sub.add_parser("encode", help="tokenize one image and report bits and quality")
+    p.add_argument("image")
+    p.add_argument("-t", "--tokenizer", default="lloyd-patch-k1024")
+    p.add_argument("-M", type=int, default=None)
+    p.add_argument("--out", type=Path, help="save the reconstruction here (PNG)")
+
+    def run(args):
+        from .app.callbacks import tokenize_image
+
+        res = tokenize_image(args.image, args.tokenizer, args.M)
+        if res.error:
+            print(f"error: {res.error}", file=sys.stderr)
+            return 2
+        for row in res.metrics:
+            print(json.dumps(row))
+        if args.out:
+            res.reconstruction.save(args.out)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+@subcommand
+def _train(sub):
+    from .train import add_config_arguments, config_from_args, load_trainers
+
+    p = sub.add_parser("train", help="train a tokenizer or model (see `museumtok train -h`)")
+    tsub = p.add_subparsers(dest="train_cmd", required=True, metavar="NAME")
+    for name, tr in sorted(load_trainers().items()):
+        tp = tsub.add_parser(name, help=tr.help)
+        add_config_arguments(tp, tr.config_cls)
+
+        def run(args, tr=tr):
+            cfg = config_from_args(tr.config_cls, args)
+            out = tr.fn(cfg, "museumtok " + " ".join(sys.argv[1:]))
+            print(f"saved {out}")
+            return 0
+
+        tp.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="museumtok", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Held-out evaluation shared by training scripts, model cards, the app and the bench."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from .data.dataset import eval_batch
+from .data.images import to_uint8_grid
+from .metrics import codebook_stats, lpips_available, lpips_distance, ms_ssim, psnr, ssim
+
+
+def image_metrics(x: torch.Tensor, x_hat: torch.Tensor, with_lpips: bool = True) -> dict[str, torch.Tensor | None]:
+    """PSNR, SSIM, MS-SSIM (and LPIPS when available) per image for (N, 3, S, S) batches.
+
+    ``x_hat`` is rounded to 8 bits first: that is the image a visitor would see or save.
+    """
+    x_hat = to_uint8_grid(x_hat)
+    out: dict[str, torch.Tensor | None] = {
+        "psnr": psnr(x, x_hat), "ssim": ssim(x, x_hat), "ms_ssim": ms_ssim(x, x_hat), "lpips": None,
+    }
+    if with_lpips and lpips_available()[0]:
+        out["lpips"] = lpips_distance(x, x_hat)
+    return out
+
+
+@torch.no_grad()
+def evaluate_tokenizer(tok, set_name: str, M: int, limit: int | None = None, batch_size: int = 16) -> dict:
+    """Mean reconstruction metrics and codebook statistics of ``tok`` at ``M`` on a named set."""
+    size = tok.working_size(M)
+    x, entries = eval_batch(set_name, size, limit)
+    rows, all_idx = [], []
+    t_enc = t_dec = 0.0
+    for s in range(0, len(x), batch_size):
+        xb = x[s : s + batch_size]
+        t0 = time.perf_counter()
+        idx = tok.encode_tensor(xb, M)
+        t1 = time.perf_counter()
+        x_hat = tok.decode_indices(idx, M)
+        t2 = time.perf_counter()
+        t_enc += t1 - t0
+        t_dec += t2 - t1
+        rows.append(image_metrics(xb, x_hat))
+        all_idx.append(idx.reshape(-1))
+    idx = torch.cat(all_idx)
+    st = codebook_stats(idx, tok.K)
+
+    def mean(key):
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(torch.cat(vals).mean()) if vals else None
+
+    bits = M * math.log2(tok.K)
+    return {
+        "set": set_name, "M": M, "size": size, "images": len(entries),
+        "psnr": mean("psnr"), "ssim": mean("ssim"), "ms_ssim": mean("ms_ssim"), "lpips": mean("lpips"),
+        "bits": bits, "bpp": bits / size**2, "usage": st.usage, "perplexity": st.perplexity,
+        "encode_ms": 1e3 * t_enc / len(entries), "decode_ms": 1e3 * t_dec / len(entries),
+    }

@@ -1,0 +1,133 @@
+"""One registry: tokenizer and codec name -> class, checkpoint, the M values it supports, chapter.
+
+The app's menus, the CLI, the notebooks and the benchmarks all read this table; nothing else
+lists tokenizers. Entries are declared in ``museumtok/zoo/*.py`` (one file per family, imported
+automatically on first use). Checkpoints live in ``data/checkpoints/<name>/`` (config.json, model.safetensors
+and a README.md model card) and are loaded only when :func:`load` is called.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .paths import CHECKPOINT_DIR
+
+
+class UnknownTokenizer(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this one is for people
+        return self.args[0]
+
+
+class CheckpointMissing(FileNotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    name: str
+    kind: str                       # "tokenizer" (discrete tokens) or "codec" (bitstream)
+    target: str                     # "module:Class"
+    description: str                # one line, shown in the app and `museumtok list`
+    chapter: str                    # the review's section, e.g. "4.1"
+    supported_M: tuple[int, ...] = ()   # token counts offered (empty for codecs)
+    default_M: int | None = None
+    checkpoint: str | None = None   # folder name under data/checkpoints, or None
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments when no checkpoint
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return CHECKPOINT_DIR / self.checkpoint if self.checkpoint else None
+
+    @property
+    def available(self) -> bool:
+        """True when the entry's checkpoint (if any) is on disk."""
+        p = self.checkpoint_path
+        return p is None or (p / "config.json").is_file()
+
+    @property
+    def m_is_range(self) -> bool:
+        """True when M is a continuous knob (offer a slider rather than a menu)."""
+        s = self.supported_M
+        return len(s) > 8 and list(s) == list(range(s[0], s[-1] + 1))
+
+    @property
+    def model_card(self) -> Path | None:
+        p = self.checkpoint_path
+        return p / "README.md" if p else None
+
+
+REGISTRY: dict[str, RegistryEntry] = {}
+_ZOO_LOADED = False
+
+
+def _load_zoo() -> None:
+    """Import every module of :mod:`museumtok.zoo`, each of which registers its entries."""
+    global _ZOO_LOADED
+    if _ZOO_LOADED:
+        return
+    _ZOO_LOADED = True
+    import pkgutil
+
+    from . import zoo
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(zoo.__path__)):
+        importlib.import_module(f"{zoo.__name__}.{mod}")
+_CACHE: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def register(entry: RegistryEntry) -> RegistryEntry:
+    if entry.name in REGISTRY and REGISTRY[entry.name] != entry:
+        raise ValueError(f"registry name {entry.name!r} registered twice")
+    REGISTRY[entry.name] = entry
+    return entry
+
+
+def get(name: str) -> RegistryEntry:
+    _load_zoo()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownTokenizer(f"unknown tokenizer or codec {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+def names(kind: str | None = None, available_only: bool = True) -> list[str]:
+    _load_zoo()
+    return [n for n, e in REGISTRY.items() if (kind is None or e.kind == kind) and (e.available or not available_only)]
+
+
+def load(name: str):
+    """The tokenizer or codec called ``name``, built once per process (thread-safe) and cached."""
+    entry = get(name)
+    with _LOCK:
+        if name in _CACHE:
+            return _CACHE[name]
+        module, cls_name = entry.target.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        if entry.checkpoint:
+            path = entry.checkpoint_path
+            if not (path / "config.json").is_file():
+                raise CheckpointMissing(
+                    f"{name}: checkpoint {path} is missing; train it with `museumtok train {name}`"
+                )
+            obj = cls.from_pretrained(str(path))
+        else:
+            obj = cls(**entry.kwargs)
+        if hasattr(obj, "eval"):
+            obj.eval()
+        obj.name = name
+        _CACHE[name] = obj
+        return obj
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def entries(kind: str | None = None) -> list[RegistryEntry]:
+    _load_zoo()
+    return [e for e in REGISTRY.values() if kind is None or e.kind == kind]

@@ -1,0 +1,1 @@
+"""Registry entries, one module per family; :mod:`museumtok.registry` imports them all."""

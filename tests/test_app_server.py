@@ -1,0 +1,47 @@
+"""The running app, driven through gradio_client: it answers, rejects bad input, and stays up."""
+import io
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    return Client(app_server, verbose=False)
+
+
+def test_tokenize_endpoint(client, kodak_path):
+    out = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")
+    notes, original, recon, err, metrics = out[:5]
+    assert Image.open(recon).size == (64, 64)
+    assert metrics["headers"][0] == "method"
+    assert metrics["data"][0][0] == "lloyd-patch-k1024" and metrics["data"][0][2] == 640
+
+
+def test_bad_file_gets_a_message_and_server_stays_up(client, tmp_path, kodak_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(kodak_path.read_bytes()[:2000])
+    out = client.predict(handle_file(str(broken)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")
+    assert "damaged or truncated" in out[0]
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    assert "at least 16" in client.predict(handle_file(str(tiny)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")[0]
+    out = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k256", 256, 4096, 200, api_name="/tokenize")
+    assert out[4]["data"][0][1] == 256, "the next request still works"
+
+
+def test_m_menu_follows_the_tokenizer(client):
+    out = client.predict("lloyd-patch-k256", api_name="/m_choices")
+    # a component update: the new value and the choices offered
+    assert int(out["value"]) == 256
+    assert [int(c[0]) for c in out["choices"]] == [64, 256, 1024]
+
+
+def test_budget_endpoint(client):
+    fig, summary = client.predict(4096, 10, 256, 1995, api_name="/budget")
+    assert "overflows" in summary
+
+
+def test_binds_loopback_only(app_server):
+    assert app_server.startswith("http://127.0.0.1:")
