@@ -17,13 +17,41 @@ CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 DOWNLOAD_DIR = DATA_DIR / "images"
 
 
+def _origin_checkout() -> Path | None:
+    """For a local clone (``git clone /path/to/museumtok``), the checkout it was cloned from."""
+    cfg = REPO_ROOT / ".git" / "config"
+    try:
+        text = cfg.read_text()
+    except OSError:
+        return None
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]' and line.startswith("url"):
+            url = line.split("=", 1)[1].strip()
+            if url.startswith("file://"):
+                url = url[7:]
+            p = Path(url)
+            return p if p.is_absolute() and p.is_dir() else None
+    return None
+
+
 def image_roots() -> list[Path]:
-    """Folders searched for images, first match wins. Each holds ``artworks/`` and ``kodak/``."""
+    """Folders searched for images, first match wins. Each holds ``artworks/`` and ``kodak/``.
+
+    ``data/images`` (downloads), ``$MUSEUMTOK_DATA``, ``../shared/data`` beside the repository and,
+    for a local clone, ``../shared/data`` beside the checkout it was cloned from.
+    """
     roots = [DOWNLOAD_DIR]
     env = os.environ.get("MUSEUMTOK_DATA")
     if env:
         roots.append(Path(env))
     roots.append(REPO_ROOT.parent / "shared" / "data")
+    origin = _origin_checkout()
+    if origin is not None and origin.resolve() != REPO_ROOT.resolve():
+        roots.append(origin.parent / "shared" / "data")
     return roots
 
 
