@@ -379,9 +379,12 @@ def _md_cell(s: str) -> str:
 
 
 def _md_text(s: str) -> str:
-    """Plain text for a markdown cell: markdown and HTML syntax escaped, so <loc4>, z_{e,i}, [x](y) show as written."""
+    """Plain text for a markdown cell: markdown and HTML syntax escaped, so <loc4>, z_{e,i}, [x](y) show as written.
+
+    Pipes and newlines are left to :func:`_md_cell`, which every cell goes through once.
+    """
     s = re.sub(r"([\\`*_\[\]])", r"\\\1", s)
-    return _md_cell(s.replace("<", "&lt;").replace(">", "&gt;"))
+    return s.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _md_source(e: Erratum) -> str:
@@ -394,7 +397,7 @@ def _md_notes(e: Erratum) -> str:
     c = e.check()
     if c is not None:
         parts.append(f"recomputed: `{c.expr}` = {c.value:.6g}")
-    return " ".join(parts)
+    return "; ".join(parts)
 
 
 def render_errata_markdown(errata: list[Erratum] | None = None) -> str:
