@@ -484,8 +484,17 @@ def _unescape_md(cell: str) -> str:
 _URL = re.compile(r"https://[^\s)\]>|]+")
 
 
+def _covered(claim: str, seen: set[str], min_len: int = 8) -> bool:
+    """A claim is already recorded when it equals, contains or is contained in a recorded claim.
+
+    Quotes of the same sentence differ in how much context they carry ("0.22 ms/layer … 17.6 ms" vs
+    "T ≈ … ≈ 0.22 ms/layer … 17.6 ms"), so containment after normalisation counts as the same claim.
+    """
+    return any(claim == c or (min(len(claim), len(c)) >= min_len and (claim in c or c in claim)) for c in seen)
+
+
 def import_errata_markdown(text: str, errata: list[Erratum], origin: str) -> list[Erratum]:
-    """New Erratum rows for the table rows of ``text`` whose claim is not already in ``errata``.
+    """New Erratum rows for the table rows of ``text`` whose claim is not already in ``errata`` (see :func:`_covered`).
 
     Ids are ``imp-<n>``; kinds default to "other" and URLs are taken from the source cell. The notes
     say where the row came from, so a reviewer can set the kind and the work key afterwards.
@@ -494,7 +503,7 @@ def import_errata_markdown(text: str, errata: list[Erratum], origin: str) -> lis
     taken = {e.id for e in errata}
     new, n = [], 1
     for r in parse_errata_markdown(text):
-        if not r["claim"] or _norm(r["claim"]) in seen:
+        if not r["claim"] or _covered(_norm(r["claim"]), seen):
             continue
         while f"imp-{n}" in taken:
             n += 1

@@ -203,3 +203,17 @@ def test_html_table_escapes_and_keeps_columns(works):
     out = lit.html_table(rows)
     assert out.count("<tr>") == 1 + 3 and "review says" in out and "paper says" in out
     assert "<b>" not in lit.html_table([{"a": "<b>x</b>"}]) and "&lt;b&gt;" in lit.html_table([{"a": "<b>x</b>"}])
+
+
+def test_import_recognises_claims_already_recorded_with_more_or_less_context(errata):
+    """Another branch's hand-written rows quoting the same sentences (here: the shapes used on the
+    notebook branch) are not imported twice, even when they quote more or less of the sentence."""
+    md = ("| review section | review says | correct | source |\n|---|---|---|---|\n"
+          "| §4.1 | \"Vector quantization cổ điển (Lloyd 1982)\" | scalar | Lloyd 1982 |\n"
+          "| §6.2 | \"số phép nhân-cộng ≈ 4d(M+L)² (vì Q,K,V,O)\" | FLOPs | Kaplan |\n"
+          "| §6.2 | \"0.22 ms/layer … Với 80 layer → ≈ 17.6 ms\" | 17.8 ms | arithmetic |\n"
+          "| §6.2 | \"Thêm MLP (≈ 2×) → ~52 ms tổng inference\" | 0.66 s | Kaplan |\n"
+          "| §6.2 | \"Nếu giảm M xuống 64 token, thời gian còn 13 ms\" | 13 % | arithmetic |\n"
+          "| §9.2 | \"Kodak, CLIC\" | a new claim | somewhere |\n")
+    new = lit.import_errata_markdown(md, errata, "other-branch")
+    assert [e.claim for e in new] == ['"Kodak, CLIC"']
