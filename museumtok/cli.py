@@ -6,6 +6,7 @@
     museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
+    museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
 """
@@ -142,6 +143,43 @@ def _train(sub):
             return 0
 
         tp.set_defaults(func=run)
+
+
+@subcommand
+def _errata(sub):
+    p = sub.add_parser("errata", help="the review's errata: print, regenerate or check docs/errata.md")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="regenerate docs/errata.md from data/errata.csv")
+    g.add_argument("--check", action="store_true", help="exit 1 if docs/errata.md is not what the CSV renders to")
+    g.add_argument("--import", dest="import_md", type=Path, metavar="FILE",
+                   help="fold the rows of another errata.md table into data/errata.csv, then regenerate")
+    p.add_argument("--csv", type=Path, default=None, help="errata CSV (default data/errata.csv)")
+    p.add_argument("--md", type=Path, default=None, help="rendered markdown (default docs/errata.md)")
+
+    def run(args):
+        from . import literature as lit
+
+        errata = lit.load_errata(args.csv)
+        if args.import_md:
+            new = lit.import_errata_markdown(args.import_md.read_text(encoding="utf-8"), errata, str(args.import_md))
+            lit.write_errata_csv(errata + new, args.csv)
+            errata = lit.load_errata(args.csv)
+            print(f"imported {len(new)} new row(s) into {args.csv or lit.ERRATA_CSV}", file=sys.stderr)
+        for problem in lit.validate_errata(errata):  # tests/test_literature.py makes these errors
+            print(f"warning: {problem}", file=sys.stderr)
+        if args.write or args.import_md:
+            path = lit.write_errata_markdown(args.md, errata)
+            print(f"wrote {path} ({len(errata)} rows)", file=sys.stderr)
+            return 0
+        if args.check:
+            ok = lit.errata_markdown_is_current(args.md, errata)
+            print("docs/errata.md is up to date" if ok else "docs/errata.md is stale: run `museumtok errata --write`",
+                  file=sys.stderr)
+            return 0 if ok else 1
+        print(lit.render_errata_markdown(errata), end="")
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,3 +57,97 @@ def budget_figure(b: ContextBudget) -> go.Figure:
                       title=b.summary() if len(b.summary()) < 90 else ("fits" if b.fits else "overflow"),
                       legend={"orientation": "h"})
     return fig
+
+
+# ----------------------------------------------------------------------------- §2: the literature map
+
+
+def _wrap(text: str, width: int = 70) -> str:
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(str(text), width)) if text else ""
+
+
+def timeline_figure(works, families=None, show_review: bool = True) -> go.Figure:
+    """§2's literature table as a map: year × tokens per image (log), one colour per method family.
+
+    ``works`` are :class:`museumtok.literature.Work` rows. Works with a single verified token count
+    are drawn as filled markers at their corrected year; with ``show_review`` the review's own
+    (year, tokens) is drawn as an open marker joined to the corrected one by a dotted line wherever
+    the two differ (or where only the review gives a number). Hover shows title, authors, venue,
+    arXiv id, the token setting and what the review says against what the paper says.
+    """
+    from .literature import FAMILIES
+
+    families = list(families) if families else list(FAMILIES)
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#393b79", "#637939"]
+    colour = {f: palette[i % len(palette)] for i, f in enumerate(FAMILIES)}
+    jitter = {f: (i - len(FAMILIES) / 2) * 0.035 for i, f in enumerate(FAMILIES)}
+    # works of one family and year sit side by side, 0.15 year apart, so their labels do not collide
+    offset = {}
+    for w in works:
+        same = [v.key for v in works if v.family == w.family and v.year == w.year]
+        offset[w.key] = jitter[w.family] + 0.15 * (same.index(w.key) - (len(same) - 1) / 2)
+    fig = go.Figure()
+    for fam in families:
+        ws = [w for w in works if w.family == fam]
+        drawn = [w for w in ws if w.tokens]
+        if drawn:
+            fig.add_trace(go.Scatter(
+                x=[w.year + offset[w.key] for w in drawn], y=[w.tokens for w in drawn], mode="markers+text",
+                name=fam, legendgroup=fam, marker={"size": 13, "color": colour[fam], "line": {"width": 1, "color": "white"}},
+                text=[w.key for w in drawn], textposition="top center", textfont={"size": 10},
+                hovertext=[_work_hover(w) for w in drawn], hoverinfo="text"))
+        if not show_review:
+            continue
+        claimed = [w for w in ws if w.review_tokens and (w.year_wrong or w.tokens_wrong or not w.tokens)]
+        for w in claimed:
+            rx, ry = (w.review_year or w.year) + offset[w.key], w.review_tokens
+            if w.tokens:
+                fig.add_trace(go.Scatter(x=[rx, w.year + offset[w.key]], y=[ry, w.tokens], mode="lines",
+                                         line={"color": colour[fam], "dash": "dot", "width": 1},
+                                         legendgroup=fam, showlegend=False, hoverinfo="skip"))
+        if claimed:
+            fig.add_trace(go.Scatter(
+                x=[(w.review_year or w.year) + offset[w.key] for w in claimed], y=[w.review_tokens for w in claimed],
+                mode="markers+text", name=f"{fam} (review's claim)", legendgroup=fam, showlegend=False,
+                text=[f"{w.key} (review)" for w in claimed], textposition="bottom center",
+                textfont={"size": 9, "color": colour[fam]},
+                marker={"size": 11, "color": colour[fam], "symbol": "circle-open", "line": {"width": 2}},
+                hovertext=[f"<b>review says</b>: {w.review_tokens} tokens/image"
+                           + (f", year {w.review_year}" if w.year_wrong else "") + f"<br>{_wrap(w.review_says)}"
+                           + ("" if w.tokens else "<br><i>corrected count unverified</i>") for w in claimed],
+                hoverinfo="text"))
+    fig.update_yaxes(type="log", title="tokens per image (log scale)")
+    fig.update_xaxes(title="year of first release", dtick=1)
+    fig.update_layout(title="Image tokens per image across the review's literature "
+                            "(filled: checked against the paper; open: the review's claim)",
+                      height=520, margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"title": "method family"})
+    return fig
+
+
+def _work_hover(w) -> str:
+    return (f"<b>{_wrap(w.title, 60)}</b><br>{w.first_authors}<br>{w.venue}, {w.year}"
+            + (f" · arXiv:{w.arxiv}" if w.arxiv else "")
+            + f"<br>tokens/image: {_wrap(w.tokens_setting)}"
+            + (f"<br>codebook K = {w.codebook}" if w.codebook else "")
+            + f"<br><b>review says</b>: {_wrap(w.review_says)}<br><b>paper says</b>: {_wrap(w.paper_says)}"
+            + (f"<br><i>{_wrap(w.notes)}</i>" if w.notes else ""))
+
+
+def errata_arithmetic_figure(errata) -> go.Figure:
+    """For every erratum with a numeric check: the review's number next to the recomputed one (log x)."""
+    rows = [(e, e.check()) for e in errata]
+    rows = [(e, c) for e, c in rows if c is not None and c.review is not None]
+    labels = [f"{e.id} ({e.section})" for e, _ in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=labels, x=[c.review for _, c in rows], orientation="h", name="review says",
+                         marker_color="#d62728", hovertext=[_wrap(e.claim) for e, _ in rows], hoverinfo="text+x"))
+    fig.add_trace(go.Bar(y=labels, x=[c.value for _, c in rows], orientation="h", name="recomputed",
+                         marker_color="#2ca02c", hovertext=[f"{c.expr} = {c.value:.6g}" for _, c in rows],
+                         hoverinfo="text"))
+    fig.update_xaxes(type="log", title="value (log scale; units as in each claim)")
+    fig.update_layout(barmode="group", height=120 + 38 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      title="The review's numbers against their recomputation", legend={"orientation": "h"})
+    return fig
