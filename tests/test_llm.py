@@ -368,3 +368,26 @@ def test_embedded_smollm2_chat_kv_cache_and_http(rng):
         msgs = [{"role": "user", "content": "What is the capital of France?"}]
         pieces = list(HTTPBackend(srv.url).stream(msgs, max_new_tokens=8))
     assert "".join(pieces) == backend.generate(msgs, max_new_tokens=8)
+
+
+def test_hf_backend_by_local_path(tmp_path):
+    """Backend 2's code path (``hf:<path>``) on a tiny saved model; on a GPU machine it picks CUDA + bf16."""
+    tok, model = tiny_tokenizer(), tiny_llama(vocab_size=len(WORDS) + 2, attn="sdpa")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    b = make_backend(f"hf:{tmp_path}")
+    assert isinstance(b, TransformersBackend) and b.name == str(tmp_path)
+    assert b.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    msgs = [{"role": "user", "content": "what colour is the painting ?"}]
+    assert b.generate(msgs, max_new_tokens=4) == "".join(b.stream(msgs, max_new_tokens=4))
+    with pytest.raises(BackendError, match="cannot load"):
+        make_backend(f"hf:{tmp_path / 'missing'}")
+
+
+def test_fit_throughput_recovers_a_linear_law():
+    from museumtok.llm.cost import fit_throughput
+
+    flops = [1e9, 2e9, 4e9, 8e9]
+    times = [0.05 + f / 5e10 for f in flops]
+    thr, overhead = fit_throughput(flops, times)
+    assert thr == pytest.approx(5e10) and overhead == pytest.approx(50.0)
