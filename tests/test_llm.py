@@ -391,3 +391,20 @@ def test_fit_throughput_recovers_a_linear_law():
     times = [0.05 + f / 5e10 for f in flops]
     thr, overhead = fit_throughput(flops, times)
     assert thr == pytest.approx(5e10) and overhead == pytest.approx(50.0)
+
+
+def test_cli_llm_ask_and_cost(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from museumtok.cli import main
+
+    monkeypatch.setenv("MUSEUMTOK_LLM", "echo")
+    img = tmp_path / "a.png"
+    Image.new("RGB", (80, 80), (200, 30, 30)).save(img)
+    assert main(["llm", "ask", str(img), "Which colour?", "-t", "lloyd-patch-k256", "-M", "64",
+                 "--audit", str(tmp_path / "log.jsonl")]) == 0
+    assert "I see 64 image tokens. You asked: Which colour?" in capsys.readouterr().out
+    assert sum(1 for _ in read_log(tmp_path / "log.jsonl")) == 64 + 1
+    assert main(["llm", "cost"]) == 0
+    out = capsys.readouterr().out
+    assert f"{review_example()['prefill_ms']:.4g}" in out
