@@ -82,6 +82,26 @@ def calibrate(backend, ns: list[int], repeats: int) -> dict:
             "mean_abs_error_pct": statistics.mean(abs(r["error_pct"]) for r in rows)}
 
 
+def compaction(backend, tokenizer: str, M: int, fractions, max_new_tokens: int) -> list[dict]:
+    from museumtok.llm.kv import compaction_agreement
+    from museumtok.llm.prompt import image_block, prefix_messages
+    from museumtok.llm.vocab import ImageVocab
+
+    tok = registry.load(tokenizer)
+    image, _ = test_image()
+    t = tok.encode(image, M)
+    vocab = ImageVocab.for_tokenizer(t.tokenizer, t.K)
+    backend.attach_vocab(vocab)
+    rp, backend.repetition_penalty = backend.repetition_penalty, 1.0   # plain greedy on both sides
+    try:
+        _, res = compaction_agreement(backend, prefix_messages(image_block(t, vocab), QUESTIONS[0]), vocab,
+                                      keep_fractions=fractions, max_new_tokens=max_new_tokens)
+    finally:
+        backend.repetition_penalty = rp
+    return [{"keep": r.keep_fraction, "image_tokens": r.kept_image_tokens, "selection": r.selection,
+             "agreement": r.agreement, "exact": r.exact} for r in res]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--llm", default=None, help="backend spec (default: embedded)")
@@ -119,10 +139,18 @@ def main(argv=None):
         print(f"  {row['n']:>5} {row['gflop']:>8.2f} {row['measured_ms']:>12.0f} {row['predicted_ms']:>10.0f} "
               f"{row['error_pct']:>8.1f}")
     print(f"  mean |error| {c['mean_abs_error_pct']:.1f} %")
+    fr = (0.5,) if a.fast else (0.5, 0.25, 0.1)
+    comp = compaction(backend, a.tokenizer, a.M, fr, a.max_new_tokens)
+    print(f"\nKV compaction of the image tokens (greedy answer vs the full cache, {a.max_new_tokens} tokens):")
+    print(f"  {'keep':>5} {'image tokens':>12} {'attention top-k':>16} {'random k':>9}")
+    for f in fr:
+        att = next(x for x in comp if x["keep"] == f and x["selection"] == "attention")
+        rnd = next(x for x in comp if x["keep"] == f and x["selection"] == "random")
+        print(f"  {f:>5.2f} {att['image_tokens']:>12} {100 * att['agreement']:>15.0f}% {100 * rnd['agreement']:>8.0f}%")
     if a.json:
         Path(a.json).write_text(json.dumps({"backend": backend.name, "device": str(backend.device),
                                             "threads": torch.get_num_threads(), "load_s": load_s,
-                                            "ttft": r, "cost_model": c}, indent=2, default=str))
+                                            "ttft": r, "cost_model": c, "compaction": comp}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -240,6 +240,26 @@ if backend is not None:
     print("(SmolLM2 was never trained on image tokens: the answers show the plumbing, not vision.)")
 
 # %% [markdown]
+# **Compaction.** Keep only the top-k image tokens of the cache by the attention they received
+# during the prefill (H2O's heavy hitters, arXiv:2306.14048), and compare the greedy answer with the
+# full cache's, against keeping k random image tokens. With an LLM that was never taught what the
+# image tokens mean, expect little difference between the two rules: the measurement is the point.
+
+# %%
+if backend is not None:
+    from museumtok.llm.kv import compaction_agreement
+
+    backend.attach_vocab(vocab)               # already there from the session: this only fills in the ids
+    backend.repetition_penalty = 1.0
+    full, res = compaction_agreement(backend, prefix_messages(image_block(t, vocab), "What colours dominate?"), vocab,
+                                     keep_fractions=(0.5,) if FAST else (0.5, 0.25, 0.1), max_new_tokens=8 if FAST else 24)
+    print("full cache:", repr(backend.tokenizer.decode(full)))
+    for r_ in res:
+        print(f"keep {r_.keep_fraction:.2f} ({r_.kept_image_tokens:4d} image tokens, {r_.selection:9s}): "
+              f"agreement {100 * r_.agreement:5.1f} %  {backend.tokenizer.decode(r_.answer_ids)!r}")
+    assert all(0 <= r_.agreement <= 1 for r_ in res)
+
+# %% [markdown]
 # ## 6. Budget, audit and citations (§6.4)
 #
 # When image, history and question overflow the window, the oldest turns go first, then M is

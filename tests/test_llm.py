@@ -408,3 +408,29 @@ def test_cli_llm_ask_and_cost(tmp_path, capsys, monkeypatch):
     assert main(["llm", "cost"]) == 0
     out = capsys.readouterr().out
     assert f"{review_example()['prefill_ms']:.4g}" in out
+
+
+def test_kv_compaction_keeps_text_and_top_image_tokens():
+    from museumtok.llm.kv import accumulated_attention, compact_cache, compaction_agreement, prefill_with_attention
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok), attn="sdpa")
+    b = TransformersBackend(model, tok, repetition_penalty=1.0)
+    v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
+    b.attach_vocab(v)
+    msgs = prefix_messages(v.to_text(torch.arange(16)), "what colour is the painting ?", persona="system")
+    full, res = compaction_agreement(b, msgs, v, keep_fractions=(1.0, 0.25), max_new_tokens=6)
+    assert tok(b.generate(msgs, max_new_tokens=6), add_special_tokens=False)["input_ids"] == full  # same decoding
+    assert all(r.exact and r.agreement == 1.0 for r in res if r.keep_fraction == 1.0)
+    assert {r.kept_image_tokens for r in res if r.keep_fraction == 0.25} == {4}
+    assert model.config._attn_implementation == "sdpa"                  # restored after the eager pass
+    ids = b.encode_messages(msgs)
+    cache, attn = prefill_with_attention(b, ids)
+    assert len(attn) == 2 and attn[0].shape[-1] == len(ids)
+    # each query's attention sums to 1, so the scores of all positions sum to layers × heads × n
+    total = accumulated_attention(attn, torch.arange(len(ids))).sum()
+    assert total == pytest.approx(2 * 4 * len(ids), rel=1e-4)
+    keep = torch.tensor([0, 2, 5])
+    small = compact_cache(model, cache, keep)
+    assert small.get_seq_length() == 3
+    torch.testing.assert_close(small.layers[1].keys, cache.layers[1].keys[:, :, keep])
