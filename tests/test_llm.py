@@ -434,3 +434,28 @@ def test_kv_compaction_keeps_text_and_top_image_tokens():
     small = compact_cache(model, cache, keep)
     assert small.get_seq_length() == 3
     torch.testing.assert_close(small.layers[1].keys, cache.layers[1].keys[:, :, keep])
+
+
+def test_retrieval_finds_perturbed_catalog_works(data_available):
+    import random
+
+    from museumtok import registry
+    from museumtok.data.catalog import load_catalog
+    from museumtok.data.images import load_image
+    from museumtok.llm.retrieval import PERTURBATIONS, CatalogIndex, perturb
+
+    entries = load_catalog(collection="artworks")[:10]
+    index = CatalogIndex.build(registry.load("lloyd-patch-k256"), 256, entries=entries, use_cache=False)
+    rng = random.Random(0)
+    hits = 0
+    for e in entries[:5]:
+        img = load_image(e.find()).image
+        for kind in PERTURBATIONS:
+            hits += index.query(perturb(img, kind, rng)).ranked[0][0] == e.id
+    assert hits >= 0.9 * 5 * len(PERTURBATIONS)
+    # a work left out of the index scores lower than the same work's own re-encoded copy
+    img = load_image(entries[0].find()).image
+    own = index.query(perturb(img, "jpeg", rng))
+    other = index.query(perturb(img, "jpeg", rng), exclude=entries[0].id)
+    assert own.score > other.score and own.entry is not None and own.card.startswith(entries[0].title)
+    assert index.query(img, threshold=1.01).entry is None
