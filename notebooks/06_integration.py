@@ -200,7 +200,7 @@ if backend is None:
     print("SmolLM2 cache absent and fast mode on: skipping the measurements "
           "(run `python -m museumtok.llm.backend` once to convert the model).")
 else:
-    ns = [32, 64, 128, 256] if FAST else [64, 128, 256, 512, 1024, 2048]
+    ns = [32, 64, 128] if FAST else [64, 128, 256, 512, 1024, 2048]
     sm = cost.TransformerShape.from_hf_config(backend.model.config)
     backend.prefill_time(16)
     measured = [backend.prefill_time(n, repeats=1 if FAST else 2) for n in ns]
@@ -223,14 +223,15 @@ else:
 
 # %%
 if backend is not None:
-    s = ChatSession(backend, max_new_tokens=16, reserve_answer=16)
+    n_new = 8 if FAST else 16
+    s = ChatSession(backend, max_new_tokens=n_new, reserve_answer=16)
     s.set_image(tok, image, M, image_id=image_id)
     a1 = list(s.ask("What colours dominate this painting?"))[-1]
     st1 = s.last.stats
     a2 = list(s.ask("Is there a person in it?"))[-1]
     st2 = s.last.stats
     backend.reset()
-    a2_cold = backend.generate(s.last.messages, max_new_tokens=16)
+    a2_cold = backend.generate(s.last.messages, max_new_tokens=n_new)
     st_cold = backend.last_stats
     assert a2_cold == a2                      # the cache changes the time, not the answer
     print(f"turn 1: TTFT {st1['ttft_s'] * 1e3:.0f} ms for {st1['prompt_tokens']} prompt tokens")
@@ -252,7 +253,7 @@ if backend is not None:
     backend.attach_vocab(vocab)               # already there from the session: this only fills in the ids
     backend.repetition_penalty = 1.0
     full, res = compaction_agreement(backend, prefix_messages(image_block(t, vocab), "What colours dominate?"), vocab,
-                                     keep_fractions=(0.5,) if FAST else (0.5, 0.25, 0.1), max_new_tokens=8 if FAST else 24)
+                                     keep_fractions=(0.5,) if FAST else (0.5, 0.25, 0.1), max_new_tokens=6 if FAST else 24)
     print("full cache:", repr(backend.tokenizer.decode(full)))
     for r_ in res:
         print(f"keep {r_.keep_fraction:.2f} ({r_.kept_image_tokens:4d} image tokens, {r_.selection:9s}): "
