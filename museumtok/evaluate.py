@@ -57,3 +57,32 @@ def evaluate_tokenizer(tok, set_name: str, M: int, limit: int | None = None, bat
         "bits": bits, "bpp": bits / size**2, "usage": st.usage, "perplexity": st.perplexity,
         "encode_ms": 1e3 * t_enc / len(entries), "decode_ms": 1e3 * t_dec / len(entries),
     }
+
+
+@torch.no_grad()
+def codec_rd_points(codec, x: torch.Tensor, settings, param: str = "quality") -> list[dict]:
+    """Per-image RD points of a codec over a sweep of one setting, for a (N, 3, H, W) batch.
+
+    Each point is {param, image, bits, bpp, psnr, ssim, ms_ssim}: bits from the real bitstream.
+    """
+    out = []
+    for s in settings:
+        for i, xi in enumerate(x):
+            enc = codec.compress(xi, **{param: s})
+            x_hat = codec.decompress(enc)[None]
+            m = image_metrics(xi[None], x_hat, with_lpips=False)
+            out.append({param: s, "image": i, "bits": enc.bits, "bpp": enc.bpp,
+                        "psnr": float(m["psnr"]), "ssim": float(m["ssim"]), "ms_ssim": float(m["ms_ssim"])})
+    return out
+
+
+def mean_rd_curve(points: list[dict], param: str = "quality") -> list[dict]:
+    """Average per-image points setting by setting: mean bpp, PSNR (of per-image PSNR), SSIM, MS-SSIM."""
+    by: dict = {}
+    for p in points:
+        by.setdefault(p[param], []).append(p)
+    curve = []
+    for s in sorted(by):
+        ps = by[s]
+        curve.append({param: s, **{k: sum(p[k] for p in ps) / len(ps) for k in ("bpp", "psnr", "ssim", "ms_ssim")}})
+    return curve

@@ -151,3 +151,58 @@ def errata_arithmetic_figure(errata) -> go.Figure:
     fig.update_layout(barmode="group", height=120 + 38 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title="The review's numbers against their recomputation", legend={"orientation": "h"})
     return fig
+
+
+# ----------------------------------------------------------------------------- curves and codebooks
+
+
+def lines_figure(series: dict, x_title: str, y_title: str, title: str = "", log_x: bool = False,
+                 markers: bool = True, height: int = 380) -> go.Figure:
+    """One line per named series; ``series`` maps a name to (xs, ys) or (xs, ys, hover_texts)."""
+    fig = go.Figure()
+    for name, s in series.items():
+        xs, ys = list(s[0]), list(s[1])
+        text = list(s[2]) if len(s) > 2 else None
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, text=text, mode="lines+markers" if markers else "lines",
+                                 hovertemplate=("%{text}<br>" if text else "") + f"{x_title} %{{x:.4g}}<br>{y_title} %{{y:.4g}}"))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=height,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def voronoi_figure(z: torch.Tensor, codebook: torch.Tensor, title: str = "", resolution: int = 200) -> go.Figure:
+    """2-D points, their codes and the Voronoi cells (each pixel coloured by its nearest code)."""
+    from .quantize.lloyd import nearest
+
+    lo = torch.minimum(z.min(0).values, codebook.min(0).values) - 0.3
+    hi = torch.maximum(z.max(0).values, codebook.max(0).values) + 0.3
+    gx = torch.linspace(float(lo[0]), float(hi[0]), resolution)
+    gy = torch.linspace(float(lo[1]), float(hi[1]), resolution)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)  # (R·R, 2)
+    cell = nearest(grid, codebook)[0].reshape(resolution, resolution)
+    K = codebook.shape[0]
+    fig = go.Figure(go.Heatmap(x=gx.numpy(), y=gy.numpy(), z=cell.numpy(), colorscale="Turbo", showscale=False,
+                               opacity=0.35, hoverinfo="skip", zmin=0, zmax=max(K - 1, 1)))
+    fig.add_trace(go.Scattergl(x=z[:, 0].numpy(), y=z[:, 1].numpy(), mode="markers", name="vectors z",
+                               marker={"size": 3, "color": "#333"}))
+    fig.add_trace(go.Scatter(x=codebook[:, 0].numpy(), y=codebook[:, 1].numpy(), mode="markers", name="codes e_k",
+                             marker={"size": 11, "color": "white", "line": {"width": 2, "color": "black"}, "symbol": "x"}))
+    fig.update_layout(title=title, height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.1})
+    fig.update_yaxes(scaleanchor="x")
+    return fig
+
+
+def patch_codebook_image(codebook: torch.Tensor, patch: int, columns: int = 32, scale: int = 2) -> Image.Image:
+    """A (K, 3·p·p) RGB patch codebook as one mosaic image, most-used order left to right as given."""
+    K = codebook.shape[0]
+    rows = -(-K // columns)
+    tiles = codebook.clamp(0, 1).reshape(K, 3, patch, patch)
+    canvas = torch.ones(3, rows * (patch + 1), columns * (patch + 1))
+    for k in range(K):
+        r, c = divmod(k, columns)
+        canvas[:, r * (patch + 1): r * (patch + 1) + patch, c * (patch + 1): c * (patch + 1) + patch] = tiles[k]
+    img = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
