@@ -1,0 +1,278 @@
+"""Learned quantizers (§4.2–4.4, Appendix B): STE, losses, EMA, dead codes, Gumbel, FSQ, LFQ."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from museumtok.quantize import (
+    GumbelQuantizer, QuantizerOutput, VectorQuantizer, ema_step, gumbel_softmax, kl_to_uniform, nearest_code,
+    squared_distances, tau_schedule,
+)
+
+torch.set_num_threads(1)
+
+
+def _vq_with_codes(codes: torch.Tensor, **kw) -> VectorQuantizer:
+    q = VectorQuantizer(codes.shape[1], codes.shape[0], **kw)
+    with torch.no_grad():
+        q.embedding.copy_(codes)
+        q.embed_sum.copy_(codes)
+    return q
+
+
+def _grid(vectors: torch.Tensor) -> torch.Tensor:
+    """(N, D) -> (1, D, 1, N), one row of the latent grid."""
+    return vectors.T.reshape(1, vectors.shape[1], 1, vectors.shape[0]).contiguous()
+
+
+# -- VectorQuantizer -----------------------------------------------------------------------------
+
+def test_output_type_and_shapes():
+    q = VectorQuantizer(8, 32)
+    z = torch.randn(2, 8, 3, 5)
+    out = q(z)
+    assert isinstance(out, QuantizerOutput)
+    assert out.z_q.shape == z.shape and out.indices.shape == (2, 3, 5) and out.indices.dtype == torch.int64
+    assert set(out.losses) == {"codebook", "commitment"} and out.loss.dim() == 0
+    assert {"perplexity", "usage", "dead_codes"} <= set(out.stats)
+    assert q.codebook.shape == (32, 8)
+    assert torch.equal(q.indices_to_codes(out.indices.flatten()), q.codebook[out.indices.flatten()])
+
+
+def test_nearest_code_matches_brute_force_and_chunks(rng):
+    z, e = torch.randn(500, 6, generator=rng), torch.randn(40, 6, generator=rng)
+    brute = torch.cdist(z, e).argmin(1)
+    assert torch.equal(nearest_code(z, e), brute)
+    assert torch.equal(nearest_code(z, e, chunk_elems=40 * 7), brute)  # 7 rows per chunk
+    d = squared_distances(z, e)
+    assert torch.allclose(d, torch.cdist(z, e).pow(2), atol=1e-4)
+
+
+def test_ste_gradient_is_identity(rng):
+    q = VectorQuantizer(4, 16)
+    z = torch.randn(2, 4, 3, 3, generator=rng, requires_grad=True)
+    g = torch.randn(2, 4, 3, 3, generator=rng)
+    (q(z).z_q * g).sum().backward()
+    assert torch.equal(z.grad, g)
+
+
+def test_codebook_and_commitment_losses_hand_made():
+    codes = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    q = _vq_with_codes(codes, beta=0.25)
+    v = torch.tensor([[0.2, 0.1], [0.8, 1.3]])        # nearest codes 0 and 1
+    z = _grid(v).requires_grad_(True)
+    out = q(z)
+    assert out.indices.flatten().tolist() == [0, 1]
+    # errors (0.2, 0.1) and (-0.2, 0.3): mean of the 4 squared entries
+    expected = (0.04 + 0.01 + 0.04 + 0.09) / 4
+    assert out.losses["codebook"].item() == pytest.approx(expected)
+    assert out.losses["commitment"].item() == pytest.approx(expected)
+    assert out.loss.item() == pytest.approx(expected + 0.25 * expected)
+    out.loss.backward()
+    # β sits on the commitment term: the encoder gets β·2(z − e)/n, the codebook 2(e − z)/n
+    e_k = codes[[0, 1]]
+    assert torch.allclose(z.grad, _grid(0.25 * 2 * (v - e_k) / 4))
+    assert torch.allclose(q.embedding.grad, 2 * (e_k - v) / 4)
+
+
+def test_ema_step_hand_made():
+    codes = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+    q = _vq_with_codes(codes, ema=True, decay=0.9, eps=1e-5)
+    v = torch.tensor([[0.5, 0.0], [0.0, 0.5], [2.0, 3.0]])   # codes 0, 0, 1
+    out = q(_grid(v))
+    assert out.indices.flatten().tolist() == [0, 0, 1]
+    assert not q.embedding.requires_grad
+    # N_k = γ·1 + (1−γ) n_k with n = (2, 1); m_k = γ e_k + (1−γ) Σ z
+    N = torch.tensor([0.9 + 0.1 * 2, 0.9 + 0.1 * 1])
+    m = torch.tensor([[0.1 * 0.5, 0.1 * 0.5], [0.9 * 2 + 0.1 * 2, 0.9 * 2 + 0.1 * 3]])
+    n, eps = 2.1, 1e-5
+    N_smooth = (N + eps) / (n + 2 * eps) * n
+    assert torch.allclose(q.cluster_size, N)
+    assert torch.allclose(q.embed_sum, m)
+    assert torch.allclose(q.codebook, m / N_smooth[:, None], atol=1e-6)
+    # the EMA step reports the codebook loss but does not optimise it
+    assert not out.losses["codebook"].requires_grad and out.loss.item() == pytest.approx(0.25 * out.losses["commitment"].item())
+
+
+def test_ema_step_equals_review_alg1_at_steady_counts(rng):
+    """With running counts equal to this batch's counts (and ε → 0) the full EMA is Appendix B, Alg. 1."""
+    K, D = 8, 3
+    codes = torch.randn(K, D, generator=rng)
+    z = torch.randn(64, D, generator=rng)
+    idx = nearest_code(z, codes)
+    n_k = torch.bincount(idx, minlength=K).float()
+    q = _vq_with_codes(codes, ema=True, decay=0.99, eps=1e-12)
+    with torch.no_grad():
+        q.cluster_size.copy_(n_k)
+        q.embed_sum.copy_(codes * n_k[:, None])
+    q(_grid(z))
+    alg1, _ = ema_step(z, codes, gamma=0.99, eps=0.0)
+    assert torch.allclose(q.codebook, alg1, atol=1e-5)
+
+
+def test_perplexity_uniform_and_collapse():
+    K = 8
+    codes = torch.eye(K)
+    q = _vq_with_codes(codes)
+    uniform = q(_grid(codes.repeat(3, 1))).stats
+    assert uniform["perplexity"] == pytest.approx(K) and uniform["usage"] == 1.0 and uniform["dead_codes"] == 0
+    collapsed = q(_grid(codes[[2]].repeat(24, 1))).stats
+    assert collapsed["perplexity"] == pytest.approx(1.0) and collapsed["usage"] == 1 / K and collapsed["dead_codes"] == K - 1
+
+
+def _toy_usage(restart_dead_after: int, ema: bool) -> float:
+    """16 tight clusters on a circle; every code starts in one far corner, so one code wins everything."""
+    g = torch.Generator().manual_seed(0)
+    K, D = 16, 2
+    angles = torch.arange(K) * (2 * math.pi / K)
+    centers = 5 * torch.stack([angles.cos(), angles.sin()], 1)
+    q = VectorQuantizer(D, K, ema=ema, decay=0.9, restart_dead_after=restart_dead_after)
+    with torch.no_grad():
+        start = torch.tensor([20.0, 20.0]) + 0.01 * torch.randn(K, D, generator=g)
+        q.embedding.copy_(start)
+        q.embed_sum.copy_(start)
+    opt = torch.optim.SGD([q.embedding], lr=0.5) if not ema else None
+    for _ in range(60):
+        z = centers[torch.randint(K, (256,), generator=g)] + 0.1 * torch.randn(256, D, generator=g)
+        out = q(_grid(z))
+        if opt is not None:
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+    q.eval()
+    z = centers.repeat(16, 1) + 0.1 * torch.randn(16 * K, D, generator=g)
+    return q(_grid(z)).stats["usage"]
+
+
+@pytest.mark.parametrize("ema", [False, True], ids=["loss", "ema"])
+def test_dead_code_restart_lifts_usage(ema):
+    without, with_restart = _toy_usage(0, ema), _toy_usage(5, ema)
+    assert without < 0.25
+    assert with_restart >= 0.75
+
+
+def test_kmeans_init_from_first_batch(rng):
+    z = torch.randn(4, 3, 16, 16, generator=rng) * 3 + 10     # far from the N(0, 1) initial codes
+    q = VectorQuantizer(3, 32, kmeans_init=True)
+    assert not bool(q.initted)
+    out = q(z)
+    assert bool(q.initted) and out.stats["usage"] > 0.5
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 3)
+    assert (q.codebook.mean(0) - flat.mean(0)).abs().max() < 1.0
+
+
+def test_cosine_codes_are_unit_norm(rng):
+    q = VectorQuantizer(5, 16, cosine=True)
+    out = q(torch.randn(2, 5, 4, 4, generator=rng))
+    assert torch.allclose(out.z_q.norm(dim=1), torch.ones(2, 4, 4), atol=1e-5)
+    assert torch.allclose(q.codebook.norm(dim=1), torch.ones(16), atol=1e-5)
+
+
+@pytest.mark.parametrize("cosine", [False, True], ids=["euclidean", "cosine"])
+def test_agrees_with_vector_quantize_pytorch(rng, cosine):
+    from vector_quantize_pytorch import VectorQuantize
+
+    D, K = 16, 64
+    ours = VectorQuantizer(D, K, cosine=cosine).eval()
+    ref = VectorQuantize(dim=D, codebook_size=K, accept_image_fmap=True, rotation_trick=False,
+                         use_cosine_sim=cosine).eval()
+    with torch.no_grad():
+        ref._codebook.embed.copy_(ours.codebook[None])
+    z = torch.randn(3, D, 5, 7, generator=rng)
+    out = ours(z)
+    q_ref, idx_ref, _ = ref(z)
+    assert torch.equal(out.indices, idx_ref)
+    assert torch.allclose(out.z_q, q_ref, atol=1e-6)
+    assert torch.allclose(ours.indices_to_codes(out.indices), ref.get_output_from_indices(idx_ref), atol=1e-6)
+
+
+def test_bad_inputs_have_clear_errors():
+    q = VectorQuantizer(4, 8)
+    with pytest.raises(ValueError, match=r"\(B, 4, H, W\)"):
+        q(torch.randn(2, 3, 4, 4))
+    with pytest.raises(IndexError, match=r"\[0, 8\)"):
+        q.indices_to_codes(torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match="decay"):
+        VectorQuantizer(4, 8, decay=1.5)
+
+
+def test_state_dict_round_trip(rng):
+    q = VectorQuantizer(4, 8, ema=True, kmeans_init=True)
+    q(torch.randn(2, 4, 8, 8, generator=rng))
+    q2 = VectorQuantizer(4, 8, ema=True, kmeans_init=True)
+    q2.load_state_dict(q.state_dict())
+    assert bool(q2.initted) and torch.equal(q2.codebook, q.codebook)
+
+
+# -- Gumbel ---------------------------------------------------------------------------------------
+
+def test_gumbel_soft_samples_sum_to_one_and_sharpen(rng):
+    logits = torch.randn(4, 10, 3, 3, generator=rng)
+    g = -torch.log(-torch.log(torch.rand(logits.shape, generator=rng)))
+    peaks = []
+    for tau in (5.0, 1.0, 0.1, 0.01, 1e-4):
+        w = gumbel_softmax(logits, tau, hard=False, dim=1, g=g)
+        assert torch.allclose(w.sum(1), torch.ones(4, 3, 3), atol=1e-5)
+        assert (w >= 0).all()
+        peaks.append(w.max(1).values.min().item())
+    assert peaks == sorted(peaks) and peaks[-1] > 0.999
+    # the one-hot it approaches is the argmax of the perturbed logits
+    assert torch.equal(gumbel_softmax(logits, 0.01, dim=1, g=g).argmax(1), (logits + g).argmax(1))
+
+
+def test_gumbel_hard_is_exactly_one_hot_with_soft_gradient(rng):
+    logits = torch.randn(2, 6, 4, 4, generator=rng, requires_grad=True)
+    w = gumbel_softmax(logits, 1.0, hard=True, dim=1)
+    assert set(w.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(w.detach().sum(1), torch.ones(2, 4, 4))
+    (w * torch.randn(w.shape, generator=rng)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_gumbel_quantizer(rng):
+    q = GumbelQuantizer(12, 32, 8, tau=0.5)
+    h = torch.randn(2, 12, 4, 4, generator=rng, requires_grad=True)
+    out = q(h)
+    assert out.z_q.shape == (2, 8, 4, 4) and out.indices.shape == (2, 4, 4)
+    assert set(out.losses) == {"kl"} and out.loss.item() == pytest.approx(5e-4 * out.losses["kl"].item())
+    # hard path: each z_q is exactly one code, the sampled one
+    assert torch.equal(out.z_q, q.indices_to_codes(out.indices))
+    out.z_q.sum().backward()
+    assert h.grad.abs().sum() > 0
+    q.tau = 0.1
+    assert q.tau == 0.1
+    q.eval()  # deterministic: argmax of the logits
+    a, b = q(h), q(h)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.indices, q.proj(h).argmax(1))
+
+
+def test_gumbel_soft_path_is_a_mixture(rng):
+    q = GumbelQuantizer(4, 5, 3, hard=False, tau=2.0)
+    out = q(torch.randn(1, 4, 2, 2, generator=rng))
+    assert not torch.allclose(out.z_q, q.indices_to_codes(out.indices))
+
+
+def test_kl_to_uniform(rng):
+    logits = torch.randn(3, 7, 2, 2, generator=rng)
+    p = torch.distributions.Categorical(logits=logits.movedim(1, -1))
+    u = torch.distributions.Categorical(logits=torch.zeros(3, 2, 2, 7))
+    assert kl_to_uniform(logits).item() == pytest.approx(torch.distributions.kl_divergence(p, u).mean().item(), rel=1e-5)
+    assert kl_to_uniform(torch.zeros(1, 7, 1, 1)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tau_schedule():
+    assert tau_schedule(0, 1.0, 1 / 16, 100) == pytest.approx(1.0)
+    assert tau_schedule(50, 1.0, 1 / 16, 100) == pytest.approx(0.25)
+    assert tau_schedule(100, 1.0, 1 / 16, 100) == pytest.approx(1 / 16)
+    assert tau_schedule(500, 1.0, 1 / 16, 100) == pytest.approx(1 / 16)
+    assert tau_schedule(50, 1.0, 0.0625, 100, kind="cosine") == pytest.approx((1 + 0.0625) / 2)
+    with pytest.raises(ValueError, match="exponential"):
+        tau_schedule(1, kind="step")
+
+
+def test_vq_round_trip_is_exact(rng):
+    q = VectorQuantizer(6, 32).eval()
+    out = q(torch.randn(2, 6, 5, 5, generator=rng))
+    assert torch.equal(q.indices_to_codes(out.indices), out.z_q)
