@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from museumtok.quantize import (
-    GumbelQuantizer, QuantizerOutput, VectorQuantizer, ema_step, gumbel_softmax, kl_to_uniform, nearest_code,
+    FSQ, LFQ, GumbelQuantizer, QuantizerOutput, VectorQuantizer, ema_step, gumbel_softmax, kl_to_uniform, nearest_code,
     squared_distances, tau_schedule,
 )
 
@@ -276,3 +276,85 @@ def test_vq_round_trip_is_exact(rng):
     q = VectorQuantizer(6, 32).eval()
     out = q(torch.randn(2, 6, 5, 5, generator=rng))
     assert torch.equal(q.indices_to_codes(out.indices), out.z_q)
+
+
+# -- FSQ ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("levels,dim", [([8, 5, 5, 5], None), ([2, 3, 4], 16), ([7, 5, 5, 5, 5], None)])
+def test_fsq_round_trip_and_grid(rng, levels, dim):
+    q = FSQ(levels, dim)
+    assert q.codebook_size == math.prod(levels)
+    z = 3 * torch.randn(2, q.dim, 6, 6, generator=rng)
+    out = q(z)
+    assert out.z_q.shape == z.shape and out.indices.shape == (2, 6, 6) and out.loss.item() == 0 and out.losses == {}
+    assert torch.equal(q.indices_to_codes(out.indices), out.z_q)
+    flat = out.z_q.permute(0, 2, 3, 1).reshape(-1, q.dim)
+    assert torch.equal(q.indices_to_codes(out.indices.flatten()), flat)
+    # the implicit codebook is the full grid, in index order, and every level of every channel is reachable
+    grid = q.implicit_codebook
+    assert torch.equal(q.codes_to_indices(grid), torch.arange(q.codebook_size))
+    sweep = torch.linspace(-20, 20, 4001)[:, None].expand(-1, q.d)
+    assert [q.quantize(sweep)[:, i].unique().numel() for i in range(q.d)] == levels
+
+
+def test_fsq_ste_gradient_and_index_convention(rng):
+    from vector_quantize_pytorch import FSQ as RefFSQ
+
+    q = FSQ([8, 5, 5, 5])
+    z = torch.randn(1, 4, 3, 3, generator=rng, requires_grad=True)
+    q(z).z_q.sum().backward()
+    assert (z.grad > 0).all()  # d round_ste(f(z))/dz = f'(z) > 0
+    idx = torch.arange(q.codebook_size)
+    assert torch.equal(q.indices_to_grid(idx), RefFSQ([8, 5, 5, 5]).indices_to_codes(idx))
+
+
+def test_fsq_bad_levels():
+    with pytest.raises(ValueError, match=">= 2"):
+        FSQ([8, 1])
+
+
+# -- LFQ ------------------------------------------------------------------------------------------
+
+def test_lfq_round_trip_and_codes(rng):
+    q = LFQ(256)
+    z = torch.randn(2, 8, 5, 5, generator=rng)
+    out = q(z)
+    assert set(out.losses) == {"entropy", "commitment"}
+    assert torch.equal(q.indices_to_codes(out.indices), out.z_q)
+    assert set(out.z_q.unique().tolist()) <= {-1.0, 1.0}
+    # index = the signs read as a binary number, first channel most significant
+    bits = (z > 0).long()
+    assert torch.equal(out.indices, sum(bits[:, i] << (7 - i) for i in range(8)))
+    q2 = LFQ(64, dim=20)
+    out2 = q2(torch.randn(2, 20, 3, 3, generator=rng))
+    assert out2.z_q.shape == (2, 20, 3, 3) and torch.equal(q2.indices_to_codes(out2.indices), out2.z_q)
+
+
+@pytest.mark.parametrize("inv_temperature", [100.0, 1.0])
+def test_lfq_matches_vector_quantize_pytorch(rng, inv_temperature):
+    from vector_quantize_pytorch import LFQ as RefLFQ
+
+    q = LFQ(256, inv_temperature=inv_temperature)
+    ref = RefLFQ(dim=8, codebook_size=256, entropy_loss_weight=0.1, commitment_loss_weight=0.25).train()
+    z = 0.1 * torch.randn(2, 8, 5, 5, generator=rng)
+    out = q(z)
+    (z_ref, idx_ref, aux_ref), parts = ref(z, inv_temperature=inv_temperature, return_loss_breakdown=True)
+    assert torch.equal(out.indices, idx_ref) and torch.equal(out.z_q, z_ref)
+    assert out.stats["per_sample_entropy"] == pytest.approx(parts.per_sample_entropy.item(), rel=1e-4)
+    assert out.stats["batch_entropy"] == pytest.approx(parts.batch_entropy.item(), rel=1e-4)
+    assert out.loss.item() == pytest.approx(aux_ref.item(), rel=1e-4, abs=1e-6)
+
+
+def test_lfq_entropy_terms_and_bound(rng):
+    q = LFQ(16, inv_temperature=1.0)
+    z = torch.randn(50, 4, generator=rng)
+    per_sample, batch = q.entropy_terms(z)
+    # brute force over the 16 codes: q(c|z) ∝ exp(−‖z − c‖²/τ)
+    probs = torch.softmax(-torch.cdist(z, q.implicit_codebook).pow(2), dim=1)
+    H = lambda p: -(p * p.log()).sum(-1)  # noqa: E731
+    assert per_sample.item() == pytest.approx(H(probs).mean().item(), rel=1e-5)
+    assert batch.item() == pytest.approx(H(probs.mean(0)).item(), rel=1e-5)
+    q.exact_entropy_max_bits = 0  # per-bit upper bound
+    assert q.entropy_terms(z)[1].item() >= batch.item() - 1e-6
+    with pytest.raises(ValueError, match="power of two"):
+        LFQ(100)
