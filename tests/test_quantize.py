@@ -124,26 +124,15 @@ def test_perplexity_uniform_and_collapse():
 
 def _toy_usage(restart_dead_after: int, ema: bool) -> float:
     """16 tight clusters on a circle; every code starts in one far corner, so one code wins everything."""
+    from museumtok.quantize.toy import fit_codebook_stream, ring_clusters, used_codes
+
     g = torch.Generator().manual_seed(0)
-    K, D = 16, 2
-    angles = torch.arange(K) * (2 * math.pi / K)
-    centers = 5 * torch.stack([angles.cos(), angles.sin()], 1)
-    q = VectorQuantizer(D, K, ema=ema, decay=0.9, restart_dead_after=restart_dead_after)
-    with torch.no_grad():
-        start = torch.tensor([20.0, 20.0]) + 0.01 * torch.randn(K, D, generator=g)
-        q.embedding.copy_(start)
-        q.embed_sum.copy_(start)
-    opt = torch.optim.SGD([q.embedding], lr=0.5) if not ema else None
-    for _ in range(60):
-        z = centers[torch.randint(K, (256,), generator=g)] + 0.1 * torch.randn(256, D, generator=g)
-        out = q(_grid(z))
-        if opt is not None:
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-    q.eval()
-    z = centers.repeat(16, 1) + 0.1 * torch.randn(16 * K, D, generator=g)
-    return q(_grid(z)).stats["usage"]
+    K = 16
+    q = VectorQuantizer(2, K, ema=ema, decay=0.9, restart_dead_after=restart_dead_after)
+    start = torch.tensor([20.0, 20.0]) + 0.01 * torch.randn(K, 2, generator=g)
+    fit_codebook_stream(q, steps=60, lr=0.5, init=start)
+    held_out = ring_clusters(1024, clusters=K, generator=g)
+    return used_codes(held_out, q.codebook).float().mean().item()
 
 
 @pytest.mark.parametrize("ema", [False, True], ids=["loss", "ema"])
