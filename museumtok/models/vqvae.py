@@ -24,11 +24,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..quantize.output import QuantizerOutput
-from ..quantize.vq import VectorQuantizer
+from ..quantize.vq import VectorQuantizer, nearest_code
 from .layers import AutoencoderOutput, Decoder, Encoder, to_signed, to_unit
 
 
@@ -110,6 +111,27 @@ class VQVAE(nn.Module, PyTorchModelHubMixin):
         """indices (B, h, w) -> x̂ (B, 3, f·h, f·w) clamped to [0, 1]."""
         z_q = self.quantizer.indices_to_codes(indices.long())  # (B, D, h, w)
         return self.decode(z_q).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode_indices_restricted(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Tokens when only the codes ``keep`` (K',) may be used: nearest among them, as full-codebook indices.
+
+        A cheap way to see what a smaller K would keep (the other codes are simply forbidden; a model
+        trained with K' codes would do better). x (B, 3, S, S) -> (B, S/f, S/f).
+        """
+        was = self.training
+        self.eval()
+        try:
+            z_e = self.encode(x)                                             # (B, D, h, w)
+        finally:
+            self.train(was)
+        b, _, h, w = z_e.shape
+        z = rearrange(z_e, "b d h w -> (b h w) d")                           # (N, D)
+        if self.config.cosine:
+            z = F.normalize(z, dim=1)
+        keep = keep.long().to(z.device)
+        j = nearest_code(z, self.quantizer.codebook[keep])                   # (N,) into keep
+        return keep[j].view(b, h, w)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
