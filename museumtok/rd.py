@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -122,14 +121,192 @@ def bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
     return float((_pchip_integral(l2, d2, lo, hi) - _pchip_integral(l1, d1, lo, hi)) / (hi - lo))
 
 
-@dataclass
-class Curve:
-    name: str
-    bpp: list[float]
-    psnr: list[float]
-    ms_ssim: list[float] | None = None
-    kind: str = "codec"      # "codec", "learned", "tokenizer", "reference"
+# ---- sweeps and the full evaluation ---------------------------------------------------------
+def learned_codecs() -> dict[str, list[str]]:
+    """Bundled learned codecs by family ("hyperprior": ["hyperprior-q1", ...]), from the registry."""
+    from . import registry
+
+    fams: dict[str, list[str]] = {}
+    for e in registry.entries("codec"):
+        if e.checkpoint and e.available:
+            fams.setdefault(e.name.rsplit("-q", 1)[0], []).append(e.name)
+    return fams
+
+
+def tokenizer_points(name: str, images_set: str, limit: int | None = None) -> list[dict]:
+    """One RD point per supported M: indices range-coded under a unigram prior fitted on the train split.
+
+    Measured at the tokenizer's working resolution (centre crop of S×S px); bpp is per working pixel.
+    """
+    from . import registry
+    from .data.dataset import eval_batch
+    from .entropy.unigram import UnigramPrior
+
+    tok = registry.load(name)
+    out = []
+    for M in tok.supported_M:
+        S = tok.working_size(M)
+        x_train, _ = eval_batch("artworks-train", S)
+        with torch.no_grad():
+            prior = UnigramPrior.fit(tok.encode_tensor(x_train, M), tok.K)
+            x, entries = eval_batch(images_set, S, limit)
+            idx = tok.encode_tensor(x, M)
+            x_hat = tok.decode_indices(idx, M).clamp(0, 1)
+        rows = []
+        for i, e in enumerate(entries):
+            data = prior.encode(idx[i])
+            assert np.array_equal(prior.decode(data, idx[i].numel()), idx[i].reshape(-1).numpy())
+            p, m = _metrics(x[i], x_hat[i])
+            rows.append({"image": e.id, "bytes": len(data), "bpp": 8 * len(data) / S**2,
+                         "bpp_raw": M * math.log2(tok.K) / S**2, "psnr": p, "ms_ssim": m})
+        out.append({"params": {"M": M, "size": S}, "images": rows, **mean_row(rows)})
+    return out
+
+
+def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] | None = None,
+           tokenizers: list[str] | None = None, jpeg_qualities=JPEG_QUALITIES, webp_qualities=WEBP_QUALITIES,
+           progress: bool = False) -> dict:
+    """Evaluate every bundled learned codec, JPEG/WebP sweeps and tokenizers on a set; BD metrics vs JPEG."""
+    from . import registry
+
+    images = rd_images(set_name, limit)
+    say = print if progress else (lambda *a, **k: None)
+    res: dict = {"set": set_name, "images": [i for i, _ in images], "curves": {}}
+    for fmt, qs in (("jpeg", jpeg_qualities), ("webp", webp_qualities)):
+        codec = registry.load(fmt)
+        res["curves"][fmt] = {"kind": "classical", "points": [evaluate_codec(codec, images, quality=q) for q in qs]}
+        say(f"{fmt}: {len(qs)} qualities")
+    fams = learned_codecs()
+    if codecs is not None:
+        fams = {f: [n for n in ns if n in codecs or f in codecs] for f, ns in fams.items()}
+    for fam, names in fams.items():
+        pts = []
+        for n in sorted(names):
+            r = evaluate_codec(registry.load(n), images)
+            r["params"] = {"codec": n, "lmbda": registry.load(n).cfg.lmbda}
+            pts.append(r)
+            say(f"{n}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
+        if pts:
+            res["curves"][fam] = {"kind": "learned", "points": pts}
+    tokenizers = registry.names("tokenizer") if tokenizers is None else tokenizers
+    for t in tokenizers:
+        res["curves"][t] = {"kind": "tokenizer", "points": tokenizer_points(t, set_name, limit)}
+        say(f"{t}: {len(res['curves'][t]['points'])} points")
+    if set_name == "kodak" and limit is None:
+        ref = COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK
+        res["curves"]["compressai-bmshj2018-hyperprior (published)"] = {
+            "kind": "reference", "points": [{"bpp": b, "psnr": p} for b, p in ref],
+            "source": "CompressAI (Bégaint et al. 2020, arXiv:2011.03029), Kodak, MSE, quality 1–8"}
+    res["bd_vs_jpeg"] = bd_table(res)
+    return res
+
+
+def _curve(res: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = sorted(res["curves"][name]["points"], key=lambda p: p["bpp"])
+    return np.array([p["bpp"] for p in pts]), np.array([p["psnr"] for p in pts])
+
+
+def bd_table(res: dict, anchor: str = "jpeg") -> list[dict]:
+    """BD-rate and BD-PSNR of every curve with ≥ 2 points against ``anchor`` (and learned vs the reference)."""
+    rows = []
+    ra, pa = _curve(res, anchor)
+    ref_name = next((n for n, c in res["curves"].items() if c["kind"] == "reference"), None)
+    for name, c in res["curves"].items():
+        if name == anchor or len(c["points"]) < 2:
+            continue
+        r, p = _curve(res, name)
+        row = {"curve": name, "kind": c["kind"], "vs": anchor}
+        for key, fn, args in (("bd_rate_%", bd_rate, (ra, pa, r, p)), ("bd_psnr_dB", bd_psnr, (ra, pa, r, p))):
+            try:
+                row[key] = fn(*args)
+            except ValueError as err:
+                row[key] = None
+                row.setdefault("note", str(err))
+        if ref_name and c["kind"] == "learned":
+            rr, pr = _curve(res, ref_name)
+            try:
+                row["bd_psnr_vs_compressai_dB"] = bd_psnr(rr, pr, r, p)
+            except ValueError as err:
+                row["bd_psnr_vs_compressai_dB"] = None
+                row.setdefault("note", str(err))
+        rows.append(row)
+    return rows
+
+
+def rd_figure(res: dict, metric: str = "psnr"):
+    """Plotly RD plot: bpp (real bytes) against PSNR or MS-SSIM, one trace per curve."""
+    import plotly.graph_objects as go
+
+    style = {"classical": dict(mode="lines+markers"), "learned": dict(mode="lines+markers", line=dict(width=3)),
+             "tokenizer": dict(mode="markers", marker=dict(symbol="diamond", size=10)),
+             "reference": dict(mode="lines+markers", line=dict(dash="dash"))}
+    fig = go.Figure()
+    for name, c in res["curves"].items():
+        pts = sorted((p for p in c["points"] if metric in p), key=lambda p: p["bpp"])
+        if not pts:
+            continue
+        text = [", ".join(f"{k}={v}" for k, v in p.get("params", {}).items()) for p in pts]
+        fig.add_trace(go.Scatter(x=[p["bpp"] for p in pts], y=[p[metric] for p in pts], name=name, text=text,
+                                 hovertemplate="%{x:.3f} bpp, %{y:.3f}<br>%{text}", **style[c["kind"]]))
+    ylab = "PSNR (dB)" if metric == "psnr" else "MS-SSIM"
+    fig.update_layout(title=f"Rate–distortion on {res['set']} ({len(res['images'])} images, real bytes)",
+                      xaxis_title="bits per pixel", yaxis_title=ylab, template="plotly_white",
+                      legend=dict(orientation="v"))
+    fig.update_xaxes(range=[0, 2.0])
+    return fig
+
+
+def rd_png(res: dict, path: Path, metric: str = "psnr") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for name, c in res["curves"].items():
+        pts = sorted((p for p in c["points"] if metric in p), key=lambda p: p["bpp"])
+        if not pts:
+            continue
+        x, y = [p["bpp"] for p in pts], [p[metric] for p in pts]
+        kw = {"classical": dict(marker="o", ms=3), "learned": dict(marker="s", lw=2.5),
+              "tokenizer": dict(marker="D", ls="none"), "reference": dict(marker="^", ls="--")}[c["kind"]]
+        ax.plot(x, y, label=name, **kw)
+    ax.set_xlim(0, 2.0)
+    ax.set_xlabel("bits per pixel (real bytes)")
+    ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "MS-SSIM")
+    ax.set_title(f"Rate–distortion on {res['set']} ({len(res['images'])} images)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def summary_table(res: dict) -> list[dict]:
+    """Mean bpp / PSNR / MS-SSIM for every learned codec point, for the README."""
+    rows = []
+    for name, c in res["curves"].items():
+        if c["kind"] != "learned":
+            continue
+        for p in c["points"]:
+            rows.append({"codec": p["params"]["codec"], "λ": p["params"]["lmbda"], "bpp": p["bpp"],
+                         "bpp est.": p.get("bpp_estimated"), "PSNR dB": p["psnr"], "MS-SSIM": p["ms_ssim"],
+                         "enc ms": p["encode_ms"], "dec ms": p["decode_ms"]})
+    return rows
+
+
+def write_rd(res: dict, out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"rd_{res['set']}"
+    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.html", out_dir / f"{stem}.png"]
+    paths[0].write_text(json.dumps(res, indent=1), encoding="utf-8")
+    rd_figure(res).write_html(str(paths[1]), include_plotlyjs="cdn")
+    rd_png(res, paths[2])
+    return paths
 
 
 __all__ = ["COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK", "rd_images", "evaluate_codec", "bd_rate", "bd_psnr",
-           "Curve", "math", "json", "Path"]
+           "learned_codecs", "tokenizer_points", "run_rd", "bd_table", "rd_figure", "rd_png", "write_rd",
+           "summary_table"]

@@ -88,8 +88,9 @@ class EntropyBottleneck(IntegerTables):
     def forward(self, y: torch.Tensor, training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, C, H, W) -> (ỹ or ŷ, likelihoods). Noise while training, rounding otherwise."""
         training = self.training if training is None else training
-        y_hat = quantize(y, "noise" if training else "round")
-        return y_hat, self.likelihood(y_hat)
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):  # densities in float32
+            y_hat = quantize(y.float(), "noise" if training else "round")
+            return y_hat, self.likelihood(y_hat)
 
     # ---- integer tables ----------------------------------------------------------------------
     @torch.no_grad()

@@ -60,8 +60,11 @@ class GaussianConditional(IntegerTables):
                 training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ỹ or ŷ, likelihoods) for y, σ (and μ), all (B, C, H, W)."""
         training = self.training if training is None else training
-        y_hat = quantize(y, "noise" if training else "round", means)
-        return y_hat, self.likelihood(y_hat, scales, means)
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):  # densities in float32
+            y, scales = y.float(), scales.float()
+            means = means.float() if means is not None else None
+            y_hat = quantize(y, "noise" if training else "round", means)
+            return y_hat, self.likelihood(y_hat, scales, means)
 
     # ---- integer tables ----------------------------------------------------------------------
     @torch.no_grad()

@@ -46,6 +46,7 @@ class NeuralCodecConfig:
     eval_limit: int | None = None    # images of the held-out set (None: all)
     out: str | None = None           # output folder; default data/checkpoints/<model>-q<quality>
     threads: int = 1                 # torch threads (1 on the shared 2-core machine)
+    bf16: bool = True                # bfloat16 autocast for the transforms (AMX CPUs: ~2× faster); entropy models stay float32
 
 
 class CropSampler:
@@ -126,7 +127,9 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         x = sampler.batch(cfg.batch)
-        out = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = net(x)
+        out["x_hat"] = out["x_hat"].float()
         L = rd_loss(out, x, lmbda)
         opt.zero_grad(set_to_none=True)
         L["loss"].backward()
