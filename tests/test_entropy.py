@@ -33,7 +33,7 @@ def test_quantize_pmf_is_exact_and_deterministic():
         big = np.flatnonzero(p > 1e-3)  # the integer table follows the pmf where it matters
         assert np.allclose(f[big] / 2**PRECISION, p[big], rtol=0.02, atol=2 / 2**PRECISION)
     with pytest.raises(ValueError, match="does not fit"):
-        quantize_pmf(np.ones(40_000), 0.0)
+        quantize_pmf(np.ones(2**PRECISION), 0.0)
 
 
 def test_bottleneck_roundtrip_with_escapes_and_bits_agree():

@@ -2,7 +2,8 @@
 
 A learned entropy model gives a probability for every integer symbol. To write real bits both sides
 must use *exactly* the same probabilities, so they are frozen once into integer frequency tables
-(``PRECISION`` bits, every symbol ≥ 1, each row summing to exactly 2**PRECISION) and saved in the
+(``PRECISION`` bits, every symbol ≥ 1, each row summing to exactly 2**PRECISION; the coder reads
+each row's precision from its sum) and saved in the
 checkpoint; the encoder and the decoder read the same integers and never recompute them from floats.
 This avoids CompressAI's best-known bug, a bitstream that decodes wrongly on another machine.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PRECISION = 16                 # bits of the integer frequency tables
+PRECISION = 20                 # bits of the integer frequency tables (constriction's models carry 24)
 ESCAPE_BITS = 16               # an escaped value is sent as a uniform symbol in [0, 2**16)
 ESCAPE_RANGE = 2 ** (ESCAPE_BITS - 1)
 
@@ -65,7 +66,7 @@ def pack_tables(freqs: list[np.ndarray], offsets: list[int]) -> tuple[np.ndarray
 
 
 def table_bits(table: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, symbols: np.ndarray,
-               index: np.ndarray, precision: int = PRECISION) -> float:
+               index: np.ndarray) -> float:
     """Ideal code length, in bits, of integer ``symbols`` under rows ``index`` of the integer tables."""
     symbols = np.asarray(symbols, np.int64).ravel()
     index = np.asarray(index, np.int64).ravel()
@@ -74,13 +75,17 @@ def table_bits(table: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, symb
     esc = (s < 0) | (s >= n - 1)
     s = np.where(esc, n - 1, s)
     f = table[index, s].astype(np.float64)
-    return float(np.sum(precision - np.log2(f)) + ESCAPE_BITS * esc.sum())
+    total = table.astype(np.float64).sum(1)[index]
+    return float(np.sum(np.log2(total) - np.log2(f)) + ESCAPE_BITS * esc.sum())
 
 
 def _model(freq: np.ndarray):
     import constriction
 
-    return constriction.stream.model.Categorical(freq.astype(np.float64) / float(1 << PRECISION), perfect=False)
+    total = int(freq.sum())
+    if total & (total - 1):
+        raise ValueError(f"a frequency table must sum to a power of two, got {total}")
+    return constriction.stream.model.Categorical(freq.astype(np.float64) / float(total), perfect=False)
 
 
 class TableEncoder:

@@ -125,6 +125,19 @@ class LearnedCodec(nn.Module, Codec):
         return {k: float(-torch.log2(v.double()).sum()) for k, v in out["likelihoods"].items()}
 
 
+def bits_per_pixel_map(bits: dict[str, tuple[torch.Tensor, int]], height: int, width: int) -> torch.Tensor:
+    """Spread each latent element's bits over the s×s pixels it covers: a (height, width) bits-per-pixel map.
+
+    ``bits`` maps names to ((1, C, h, w) bits per element, stride s). Over the padded image the map
+    sums to the total bits, so it shows where the bits go.
+    """
+    total = 0
+    for b, s in bits.values():
+        per_loc = b.double().sum(1, keepdim=True) / (s * s)                 # (1, 1, h, w) bits per pixel
+        total = total + F.interpolate(per_loc, scale_factor=s, mode="nearest")[0, 0]   # (h·s, w·s)
+    return total[:height, :width]
+
+
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
     """float image -> the 8-bit image a viewer sees, as float32 i/255."""
     return (torch.round(x.clamp(0, 1) * 255) / 255).float()

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..entropy import EntropyBottleneck, quantize
 from ..entropy.coding import TableDecoder, TableEncoder
-from .codec_base import LearnedCodec, float64_copy
+from .codec_base import LearnedCodec, bits_per_pixel_map, float64_copy
 from .layers import GDN, conv, deconv
 
 
@@ -67,6 +67,7 @@ class FactorizedPrior(LearnedCodec, PyTorchModelHubMixin):
         y_hat = torch.round(self.g_a(xp))
         bits_y = -torch.log2(self.entropy_bottleneck.likelihood(y_hat.double()))
         return {"y_hat": y_hat, "bits_y": bits_y,
+                "bpp_map": bits_per_pixel_map({"y": (bits_y, 16)}, *xp.shape[-2:]),
                 "x_hat": self.g_s(y_hat)[..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
 
     def config_dict(self) -> dict:

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..entropy import EntropyBottleneck, quantize, GaussianConditional
 from ..entropy.coding import TableDecoder, TableEncoder
-from .codec_base import LearnedCodec, float64_copy
+from .codec_base import LearnedCodec, bits_per_pixel_map, float64_copy
 from .layers import GDN, conv, deconv
 
 
@@ -89,6 +89,7 @@ class ScaleHyperprior(LearnedCodec, PyTorchModelHubMixin):
         bits_y = -torch.log2(self.gaussian_conditional.likelihood(y_hat.double(), sigma))   # (1, M, h, w)
         bits_z = -torch.log2(self.entropy_bottleneck.likelihood(z_hat.double()))             # (1, N, h/4, w/4)
         return {"y_hat": y_hat, "z_hat": z_hat, "sigma": sigma, "bits_y": bits_y, "bits_z": bits_z,
+                "bpp_map": bits_per_pixel_map({"y": (bits_y, 16), "z": (bits_z, 64)}, *xp.shape[-2:]),
                 "x_hat": self.g_s(y_hat.float())[..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
 
     def config_dict(self) -> dict:
