@@ -7,6 +7,7 @@
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
+    museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
 """
@@ -180,6 +181,32 @@ def _errata(sub):
         return 0
 
     p.set_defaults(func=run)
+
+
+@subcommand
+def _eval(sub):
+    p = sub.add_parser("eval", help="evaluations: `eval rd` (rate–distortion with real bitstreams)")
+    esub = p.add_subparsers(dest="eval_cmd", required=True)
+    r = esub.add_parser("rd", help="RD curves of the learned codecs, JPEG/WebP and tokenizers; BD-rate vs JPEG")
+    r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
+    r.add_argument("--limit", type=int, default=None, help="only the first N images")
+    r.add_argument("--out", type=Path, default=Path("results"), help="folder for rd_<set>.json/.html/.png")
+    r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all bundled)")
+    r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
+
+    def run(args):
+        from .cards import markdown_table
+        from .rd import run_rd, summary_table, write_rd
+
+        split = (lambda v: None if v is None else [s for s in v.split(",") if s.strip()])
+        res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True)
+        for path in write_rd(res, args.out):
+            print(f"wrote {path}")
+        print(markdown_table(summary_table(res)))
+        print(markdown_table(res["bd_vs_jpeg"], floatfmt=".2f"))
+        return 0
+
+    r.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:

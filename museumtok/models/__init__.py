@@ -1,6 +1,10 @@
-"""Neural tokenizer models (§4.3–4.4): a shared conv encoder/decoder, VQ-VAE and the DALL·E dVAE."""
+"""Neural models: discrete tokenizers (§4.3–4.4: a shared conv encoder/decoder, VQ-VAE, the DALL·E dVAE)
+and learned codecs (§5: factorized prior, Ballé et al. 2017; scale hyperprior, Ballé et al. 2018)."""
 from .dvae import DVAE, DVAEConfig
+from .factorized import FactorizedConfig, FactorizedPrior
+from .hyperprior import HyperpriorConfig, ScaleHyperprior
 from .layers import AutoencoderOutput, Decoder, Encoder, ResBlock
 from .vqvae import VQVAE, VQVAEConfig
 
-__all__ = ["DVAE", "DVAEConfig", "AutoencoderOutput", "Decoder", "Encoder", "ResBlock", "VQVAE", "VQVAEConfig"]
+__all__ = ["DVAE", "DVAEConfig", "AutoencoderOutput", "Decoder", "Encoder", "ResBlock", "VQVAE", "VQVAEConfig",
+           "FactorizedConfig", "FactorizedPrior", "HyperpriorConfig", "ScaleHyperprior"]
