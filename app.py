@@ -116,6 +116,8 @@ def chat_tab():
             m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="chat-m")
             context = gr.Slider(256, 8192, value=ch.DEFAULT_CONTEXT, step=64, label="Context window (tokens)",
                                 elem_id="chat-context")
+            recognise = gr.Checkbox(True, label="Look the work up in the catalog (its card goes into the prompt)",
+                                    elem_id="chat-recognise")
             load = gr.Button("Use this image", elem_id="chat-load")
             grid = gr.Plot(label="Token grid (cited tokens boxed in red)")
             budget = gr.Plot(label="Context budget of the last prompt")
@@ -135,8 +137,8 @@ def chat_tab():
 
     outputs = [sid, chatbot, sees, budget, grid, notice]
 
-    def on_load(source, name, M, s, ctx):
-        return ch.load_image_for_chat(source, name, M, s, ctx).outputs() + (ch.backend_status(),)
+    def on_load(source, name, M, s, ctx, rec):
+        return ch.load_image_for_chat(source, name, M, s, ctx, recognise=bool(rec)).outputs() + (ch.backend_status(),)
 
     def on_ask(q, history, s, ctx):
         for v in ch.chat_turn(q, history, s, ctx):
@@ -148,7 +150,7 @@ def chat_tab():
         values, default = cb.m_choices(name)
         return gr.Dropdown(choices=values, value=default)
 
-    load_inputs = [upload, tokenizer, m, sid, context]
+    load_inputs = [upload, tokenizer, m, sid, context, recognise]
     tokenizer.change(on_tokenizer, tokenizer, m, api_name="chat_m_choices")
     upload.upload(on_load, load_inputs, outputs + [status], api_name="chat_image")
     load.click(on_load, load_inputs, outputs + [status], api_name="chat_load")

@@ -9,6 +9,7 @@
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
     museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
     museumtok bench [--sets ...] [--names ...] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
+    museumtok llm {convert, serve, ask IMAGE Q, cost}  the chat LLM (§6, §8)
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
 """
@@ -242,6 +243,72 @@ def _bench(sub):
 def argv_is_cli() -> bool:
     """True when this process was started as ``museumtok ...`` / ``python -m museumtok ...``."""
     return len(sys.argv) > 1 and sys.argv[1] == "bench"
+
+
+@subcommand
+def _llm(sub):
+    p = sub.add_parser("llm", help="the chat LLM: convert the embedded model, serve it, ask about an image, costs")
+    lsub = p.add_subparsers(dest="llm_cmd", required=True)
+    c = lsub.add_parser("convert", help="convert the embedded SmolLM2 GGUF to safetensors (once, ~30 s)")
+    s = lsub.add_parser("serve", help="OpenAI-compatible server on loopback in front of a backend")
+    s.add_argument("--llm", default=None, help="backend: embedded (default), hf:<id>, echo")
+    s.add_argument("--port", type=int, default=8000)
+    a = lsub.add_parser("ask", help="ask a question about an image; the answer streams to stdout")
+    a.add_argument("image")
+    a.add_argument("question")
+    a.add_argument("-t", "--tokenizer", default="lloyd-patch-k1024")
+    a.add_argument("-M", type=int, default=None)
+    a.add_argument("--llm", default=None, help="backend spec (default $MUSEUMTOK_LLM or embedded)")
+    a.add_argument("--max-new-tokens", type=int, default=128)
+    a.add_argument("--audit", type=Path, default=None, help="append the audit records to this JSONL file")
+    k = lsub.add_parser("cost", help="the §6.2 cost example recomputed (Llama 3 70B on an A100)")
+    k.add_argument("-L", type=int, default=1200, help="text tokens")
+    k.add_argument("-M", type=int, default=256, help="image tokens")
+
+    def run_convert(args):
+        from .llm.backend import convert_embedded
+
+        print(convert_embedded())
+        return 0
+
+    def run_serve(args):
+        from .llm.serve import main as serve_main
+
+        serve_main((["--llm", args.llm] if args.llm else []) + ["--port", str(args.port)])
+        return 0
+
+    def run_ask(args):
+        from . import registry
+        from .llm.audit import AuditLog
+        from .llm.backend import make_backend
+        from .llm.chat import ChatSession
+
+        session = ChatSession(make_backend(args.llm), audit=AuditLog(args.audit) if args.audit else None,
+                              max_new_tokens=args.max_new_tokens, reserve_answer=args.max_new_tokens)
+        session.set_image(registry.load(args.tokenizer), args.image, args.M, image_id=Path(args.image).name)
+        shown = ""
+        for partial in session.ask(args.question):
+            print(partial[len(shown):], end="", flush=True)
+            shown = partial
+        print()
+        st = session.last.stats
+        if st:
+            print(f"[{session.backend.name}: TTFT {st['ttft_s'] * 1e3:.0f} ms, {st['tokens_per_s']:.1f} tokens/s, "
+                  f"prompt {st['prompt_tokens']} tokens]", file=sys.stderr)
+        return 0 if session.last.error is None else 2
+
+    def run_cost(args):
+        from .llm.cost import review_example
+
+        r = review_example(L=args.L, M=args.M)
+        for key, v in r.items():
+            print(f"{key:<34} {v:.4g}")
+        return 0
+
+    c.set_defaults(func=run_convert)
+    s.set_defaults(func=run_serve)
+    a.set_defaults(func=run_ask)
+    k.set_defaults(func=run_cost)
 
 
 def build_parser() -> argparse.ArgumentParser:

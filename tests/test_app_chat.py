@@ -69,3 +69,27 @@ def test_app_imports_without_loading_the_llm(echo_backend):
     import app  # noqa: F401  (builds the Blocks)
 
     assert not ch.BACKEND.loaded
+
+
+def test_recognised_artwork_gets_its_card(echo_backend, artwork_path, tmp_path, monkeypatch):
+    from museumtok.data.catalog import load_catalog
+    from museumtok.llm.retrieval import CatalogIndex
+
+    entries = load_catalog(collection="artworks")[:6]
+    monkeypatch.setattr(ch, "CATALOG_INDEX", ch.LazyIndex())
+    ch.CATALOG_INDEX._index = CatalogIndex.build(ch.registry.load("lloyd-patch-k1024"), 1024, entries=entries,
+                                                 use_cache=False)
+    img = Image.open(entries[2].find()).convert("RGB")
+    w, h = img.size
+    crop = tmp_path / "photo.jpg"
+    img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(crop, quality=30)
+    v = ch.load_image_for_chat(str(crop), "lloyd-patch-k256", 64, recognise=True)
+    assert f"Recognised **{entries[2].title}**" in v.notice
+    assert f"Catalog card: {entries[2].title} by {entries[2].artist}" in v.sees
+    # an unknown picture: no card; with a fallback configured, the session moves to it
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8)).save(noise)
+    monkeypatch.setattr(ch, "FALLBACK", ch.LazyBackend(spec="echo"))
+    v2 = ch.load_image_for_chat(str(noise), "lloyd-patch-k256", 64, sid=v.sid, recognise=True)
+    assert "not in the catalog" in v2.notice and "fallback" in v2.notice and "Catalog card" not in v2.sees
+    assert ch._SESSIONS[v.sid].backend is ch.FALLBACK.get()[0]

@@ -368,3 +368,94 @@ def test_embedded_smollm2_chat_kv_cache_and_http(rng):
         msgs = [{"role": "user", "content": "What is the capital of France?"}]
         pieces = list(HTTPBackend(srv.url).stream(msgs, max_new_tokens=8))
     assert "".join(pieces) == backend.generate(msgs, max_new_tokens=8)
+
+
+def test_hf_backend_by_local_path(tmp_path):
+    """Backend 2's code path (``hf:<path>``) on a tiny saved model; on a GPU machine it picks CUDA + bf16."""
+    tok, model = tiny_tokenizer(), tiny_llama(vocab_size=len(WORDS) + 2, attn="sdpa")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    b = make_backend(f"hf:{tmp_path}")
+    assert isinstance(b, TransformersBackend) and b.name == str(tmp_path)
+    assert b.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    msgs = [{"role": "user", "content": "what colour is the painting ?"}]
+    assert b.generate(msgs, max_new_tokens=4) == "".join(b.stream(msgs, max_new_tokens=4))
+    with pytest.raises(BackendError, match="cannot load"):
+        make_backend(f"hf:{tmp_path / 'missing'}")
+
+
+def test_fit_throughput_recovers_a_linear_law():
+    from museumtok.llm.cost import fit_throughput
+
+    flops = [1e9, 2e9, 4e9, 8e9]
+    times = [0.05 + f / 5e10 for f in flops]
+    thr, overhead = fit_throughput(flops, times)
+    assert thr == pytest.approx(5e10) and overhead == pytest.approx(50.0)
+
+
+def test_cli_llm_ask_and_cost(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from museumtok.cli import main
+
+    monkeypatch.setenv("MUSEUMTOK_LLM", "echo")
+    img = tmp_path / "a.png"
+    Image.new("RGB", (80, 80), (200, 30, 30)).save(img)
+    assert main(["llm", "ask", str(img), "Which colour?", "-t", "lloyd-patch-k256", "-M", "64",
+                 "--audit", str(tmp_path / "log.jsonl")]) == 0
+    assert "I see 64 image tokens. You asked: Which colour?" in capsys.readouterr().out
+    assert sum(1 for _ in read_log(tmp_path / "log.jsonl")) == 64 + 1
+    assert main(["llm", "cost"]) == 0
+    out = capsys.readouterr().out
+    assert f"{review_example()['prefill_ms']:.4g}" in out
+
+
+def test_kv_compaction_keeps_text_and_top_image_tokens():
+    from museumtok.llm.kv import accumulated_attention, compact_cache, compaction_agreement, prefill_with_attention
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok), attn="sdpa")
+    b = TransformersBackend(model, tok, repetition_penalty=1.0)
+    v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
+    b.attach_vocab(v)
+    msgs = prefix_messages(v.to_text(torch.arange(16)), "what colour is the painting ?", persona="system")
+    full, res = compaction_agreement(b, msgs, v, keep_fractions=(1.0, 0.25), max_new_tokens=6)
+    assert tok(b.generate(msgs, max_new_tokens=6), add_special_tokens=False)["input_ids"] == full  # same decoding
+    assert all(r.exact and r.agreement == 1.0 for r in res if r.keep_fraction == 1.0)
+    assert {r.kept_image_tokens for r in res if r.keep_fraction == 0.25} == {4}
+    assert model.config._attn_implementation == "sdpa"                  # restored after the eager pass
+    ids = b.encode_messages(msgs)
+    cache, attn = prefill_with_attention(b, ids)
+    assert len(attn) == 2 and attn[0].shape[-1] == len(ids)
+    # each query's attention sums to 1, so the scores of all positions sum to layers × heads × n
+    total = accumulated_attention(attn, torch.arange(len(ids))).sum()
+    assert total == pytest.approx(2 * 4 * len(ids), rel=1e-4)
+    keep = torch.tensor([0, 2, 5])
+    small = compact_cache(model, cache, keep)
+    assert small.get_seq_length() == 3
+    torch.testing.assert_close(small.layers[1].keys, cache.layers[1].keys[:, :, keep])
+
+
+def test_retrieval_finds_perturbed_catalog_works(data_available):
+    import random
+
+    from museumtok import registry
+    from museumtok.data.catalog import load_catalog
+    from museumtok.data.images import load_image
+    from museumtok.llm.retrieval import PERTURBATIONS, CatalogIndex, perturb
+
+    entries = load_catalog(collection="artworks")[:10]
+    index = CatalogIndex.build(registry.load("lloyd-patch-k256"), 256, entries=entries, use_cache=False)
+    rng = random.Random(0)
+    hits = 0
+    for e in entries[:5]:
+        img = load_image(e.find()).image
+        for kind in PERTURBATIONS:
+            hits += index.query(perturb(img, kind, rng)).ranked[0][0] == e.id
+    assert hits >= 0.9 * 5 * len(PERTURBATIONS)
+    # a work left out of the index scores lower than the same work's own re-encoded copy
+    img = load_image(entries[0].find()).image
+    own = index.query(perturb(img, "jpeg", rng))
+    other = index.query(perturb(img, "jpeg", rng), exclude=entries[0].id)
+    assert own.score > other.score and own.entry is not None and own.card.startswith(entries[0].title)
+    assert index.query(img, threshold=1.01).entry is None

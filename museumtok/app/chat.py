@@ -10,6 +10,7 @@ Per visitor the app keeps only a session id (a string in ``gr.State``); the
 from __future__ import annotations
 
 import html
+import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -61,6 +62,33 @@ class LazyBackend:
 
 
 BACKEND = LazyBackend()
+#: backend for works the catalog does not recognise (§11's fallback), e.g. a bigger model over HTTP
+FALLBACK = LazyBackend(spec=os.environ.get("MUSEUMTOK_LLM_FALLBACK") or None)
+#: cosine similarity under which an upload counts as "not in the catalog" (see benchmarks/retrieval.py)
+RECOGNITION_THRESHOLD = 0.8
+
+
+class LazyIndex:
+    """The catalog's token-histogram index, built (or read from its cache) on first use."""
+
+    def __init__(self, tokenizer: str = "lloyd-patch-k1024", M: int = 1024):
+        self.tokenizer, self.M = tokenizer, M
+        self._index, self._error = None, None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._index is None and self._error is None:
+                try:
+                    from ..llm.retrieval import CatalogIndex
+
+                    self._index = CatalogIndex.build(registry.load(self.tokenizer), self.M)
+                except Exception as err:  # noqa: BLE001 — retrieval is optional; the chat works without it
+                    self._error = f"catalog retrieval unavailable: {err}"
+            return self._index, self._error
+
+
+CATALOG_INDEX = LazyIndex()
 _SESSIONS: "OrderedDict[str, ChatSession]" = OrderedDict()
 _SESSIONS_LOCK = threading.Lock()
 
@@ -115,14 +143,44 @@ def _budget_fig(s: ChatSession, plan=None):
                                        text_tokens=max(0, text), reserve_answer=reserve))
 
 
+def identify(image) -> tuple[str | None, str, bool]:
+    """(catalog card or None, a line for the visitor, recognised?) from the catalog index."""
+    index, err = CATALOG_INDEX.get()
+    if index is None:
+        return None, err or "", False
+    m = index.query(image, threshold=RECOGNITION_THRESHOLD)
+    return m.card, m.message(RECOGNITION_THRESHOLD), m.entry is not None
+
+
 def load_image_for_chat(source, tokenizer: str, M, sid: str | None = None, context: int | None = None,
-                        card: str | None = None) -> ChatView:
-    """Tokenize the visitor's image for the chat: flushes the conversation and the KV cache."""
+                        card: str | None = None, recognise: bool = False) -> ChatView:
+    """Tokenize the visitor's image for the chat: flushes the conversation and the KV cache.
+
+    ``recognise``: look the image up in the catalog first; a match's card goes into the prompt, and
+    an unknown work is routed to the fallback backend when ``$MUSEUMTOK_LLM_FALLBACK`` is set."""
+    if source is None or (isinstance(source, str) and not source.strip()):
+        return ChatView(sid=sid, notice="Upload an image or pick an artwork first.")
+    lines = []
+    if recognise:
+        try:
+            found, line, known = identify(load_image(source).image)
+        except ImageLoadError as e:
+            return ChatView(sid=sid, notice=f"**⚠ Cannot use this file: {e}**")
+        card = card or found
+        lines.append(line)
+        if not known and FALLBACK.spec:
+            fb, fb_err = FALLBACK.get()
+            if fb is not None:
+                lines.append(f"Routed to the fallback model `{fb.name}`.")
+                return _load_with(fb, source, tokenizer, M, sid, context, card, lines)
+            lines.append(f"⚠ fallback unavailable: {fb_err}")
     backend, err = BACKEND.get()
     if err:
         return ChatView(sid=sid, notice=f"**⚠ {err}**")
-    if source is None or (isinstance(source, str) and not source.strip()):
-        return ChatView(sid=sid, notice="Upload an image or pick an artwork first.")
+    return _load_with(backend, source, tokenizer, M, sid, context, card, lines)
+
+
+def _load_with(backend, source, tokenizer, M, sid, context, card, lines) -> ChatView:
     try:
         entry = registry.get(tokenizer)
         if entry.kind != "tokenizer":
@@ -135,21 +193,27 @@ def load_image_for_chat(source, tokenizer: str, M, sid: str | None = None, conte
     sid, s = _session(sid, backend, context)
     name = getattr(source, "name", None) or str(source)
     s.set_image(tok, loaded.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
+    lines.append(f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
+                 f"and the KV cache start afresh. Backend: `{backend.name}`.")
     return ChatView(sid=sid, history=[], sees=prompt_text(s.messages_for("(your question)", s.plan("x"))),
                     budget=_budget_fig(s), grid=token_grid_figure(s.tokens),
-                    notice=f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
-                           f"and the KV cache start afresh. Backend: `{backend.name}`.")
+                    notice="\n".join(f"- {x}" for x in lines if x))
 
 
 def chat_turn(question: str, history: list[dict] | None, sid: str | None, context: int | None = None,
               temperature: float = 0.0) -> Iterator[ChatView]:
     """Stream one answer: yields a ChatView after every piece (the last one carries stats and citations)."""
     history = list(history or [])
-    backend, err = BACKEND.get()
-    if err:
-        yield ChatView(sid=sid, history=history, notice=f"**⚠ {err}**")
-        return
-    sid, s = _session(sid, backend, context)
+    with _SESSIONS_LOCK:
+        s = _SESSIONS.get(sid) if sid else None
+    if s is None:
+        backend, err = BACKEND.get()
+        if err:
+            yield ChatView(sid=sid, history=history, notice=f"**⚠ {err}**")
+            return
+        sid, s = _session(sid, backend, context)
+    elif context:
+        s.context = max(64, min(int(context), s.backend.context_window))
     q = (question or "").strip()
     if not q:
         yield ChatView(sid=sid, history=history, notice="Type a question first.")

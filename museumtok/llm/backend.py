@@ -467,3 +467,8 @@ def make_backend(spec: str | None = None, **kw) -> ChatBackend:
         return TransformersBackend.from_pretrained(spec[3:], **kw)
     raise BackendError(f"unknown LLM backend {spec!r}; use 'embedded', 'echo', 'hf:<path or Hub id>' "
                        f"or 'http://host:port/v1#model' (via --llm or ${ENV_VAR})")
+
+
+if __name__ == "__main__":  # python -m museumtok.llm.backend : convert the embedded model once
+    t0 = time.perf_counter()
+    print(f"{convert_embedded()}  ({time.perf_counter() - t0:.1f} s)")

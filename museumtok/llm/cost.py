@@ -130,12 +130,17 @@ def review_example(L: int = 1200, M: int = 256, M_small: int = 64, shape: Transf
 
 
 # ---- calibration against measured prefill times ---------------------------------------------------
-def fit_throughput(flops: list[float], times_s: list[float]) -> tuple[float, float]:
-    """Least-squares fit t = overhead + flops / throughput; returns (throughput FLOP/s, overhead ms)."""
+def fit_throughput(flops: list[float], times_s: list[float], relative: bool = True) -> tuple[float, float]:
+    """Least-squares fit t = overhead + flops / throughput; returns (throughput FLOP/s, overhead ms).
+
+    ``relative``: minimise the squared *relative* errors (rows weighted by 1/t), so short prompts
+    count as much as long ones — the error is then reported in %."""
     import numpy as np
 
+    t = np.asarray(times_s, float)
     A = np.stack([np.ones(len(flops)), np.asarray(flops, float)], 1)
-    (a, b), *_ = np.linalg.lstsq(A, np.asarray(times_s, float), rcond=None)
+    w = 1.0 / t if relative else np.ones_like(t)
+    (a, b), *_ = np.linalg.lstsq(A * w[:, None], t * w, rcond=None)
     if b <= 0:  # degenerate (noise dominated): fall back to a pure ratio
         return float(sum(flops) / sum(times_s)), 0.0
     return float(1.0 / b), float(a * 1e3)
