@@ -347,3 +347,37 @@ def test_lfq_entropy_terms_and_bound(rng):
     assert q.entropy_terms(z)[1].item() >= batch.item() - 1e-6
     with pytest.raises(ValueError, match="power of two"):
         LFQ(100)
+
+
+def _ddp_worker(rank: int, world: int, port: int, ema: bool, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)                       # the same initial module everywhere
+    q = VectorQuantizer(4, 32, ema=ema, kmeans_init=True, restart_dead_after=2)
+    torch.manual_seed(100 + rank)              # different data on each process
+    for _ in range(4):
+        q(torch.randn(2, 4, 4, 4) + rank)
+    gathered = [torch.zeros(32, 4) for _ in range(world)]
+    dist.all_gather(gathered, q.codebook.detach().contiguous())
+    if rank == 0:
+        queue.put(all(torch.equal(g, gathered[0]) for g in gathered))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ema", [True, False], ids=["ema", "loss"])
+def test_codebooks_stay_identical_across_processes(ema):
+    """k-means init, EMA and dead-code restart keep every data-parallel process on one codebook."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.start_processes(_ddp_worker, args=(2, port, ema, queue), nprocs=2, start_method="spawn")
+    assert queue.get() is True

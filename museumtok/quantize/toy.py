@@ -72,3 +72,32 @@ def fit_codebook_stream(q: VectorQuantizer, steps: int, batch: int = 256, lr: fl
 def used_codes(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Boolean (K,): which codes are the nearest code of at least one row of z (N, D)."""
     return torch.bincount(nearest_code(z, codebook), minlength=codebook.shape[0]) > 0
+
+
+def fit_toy_autoencoder(ste: bool = True, steps: int = 300, K: int = 16, lr: float = 1e-2, seed: int = 0,
+                        batch: int = 256) -> list[float]:
+    """x (2-D ring clusters) → Linear encoder → VectorQuantizer (k-means init) → Linear decoder → x̂.
+
+    Trains everything with Adam on ‖x − x̂‖² + the quantizer's loss and returns the reconstruction
+    error of each step. With ``ste=False`` the decoder reads sg[z_q], so the reconstruction error
+    sends no gradient to the encoder (only the commitment term does): what happens without Alg. 2.
+    """
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    enc, dec = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        enc.weight.mul_(0.1)  # start with a squashed latent: the encoder has to learn to spread it
+    q = VectorQuantizer(2, K, kmeans_init=True)
+    opt = torch.optim.Adam([*enc.parameters(), *dec.parameters(), q.embedding], lr=lr)
+    errors = []
+    for _ in range(steps):
+        x = ring_clusters(batch, generator=g)                                      # (N, 2)
+        out = q(as_grid(enc(x)))
+        z_q = out.z_q if ste else out.z_q.detach()                                  # (1, 2, 1, N)
+        x_hat = dec(z_q[0, :, 0, :].T)                                              # (N, 2)
+        rec = (x - x_hat).pow(2).sum(1).mean()
+        opt.zero_grad()
+        (rec + out.loss).backward()
+        opt.step()
+        errors.append(rec.item())
+    return errors

@@ -53,6 +53,10 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk_elems: int = 1 <
     return torch.cat([torch.addmm(e2, z[s : s + rows], codebook.T, alpha=-2.0).argmin(1) for s in range(0, N, rows)])
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+
+
 def squared_distances(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Full ‖z_i − e_k‖² = ‖z_i‖² − 2 z_i·e_k + ‖e_k‖², (N, D), (K, D) -> (N, K). For small inputs (notebooks, tests)."""
     return (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.T + codebook.pow(2).sum(1)).clamp_min(0)
@@ -157,6 +161,8 @@ class VectorQuantizer(nn.Module):
             codes, _, _ = lloyd_step(z, codes)
             if self.cosine:
                 codes = F.normalize(codes, dim=1)
+        if _distributed():  # every process starts from rank 0's codebook
+            torch.distributed.broadcast(codes, 0)
         self._set_codes(torch.arange(K, device=z.device), codes.to(self.embedding.dtype))
         self.initted.fill_(True)
 
@@ -167,7 +173,10 @@ class VectorQuantizer(nn.Module):
         if dead.numel() == 0:
             return 0
         pick = torch.randint(z.shape[0], (dead.numel(),), device=z.device)
-        self._set_codes(dead, z[pick].detach().to(self.embedding.dtype))
+        codes = z[pick].detach().to(self.embedding.dtype).contiguous()
+        if _distributed():  # the dead set is the same everywhere (global counts); the new codes come from rank 0
+            torch.distributed.broadcast(codes, 0)
+        self._set_codes(dead, codes)
         return int(dead.numel())
 
     # -- forward ----------------------------------------------------------------------------------
@@ -182,8 +191,8 @@ class VectorQuantizer(nn.Module):
             self.init_kmeans(z_e)
 
         codebook = self.codebook                                                        # (K, D)
-        with torch.no_grad():
-            k = nearest_code(z_e.detach(), codebook.detach())                           # (N,)
+        with torch.no_grad(), torch.autocast(device_type=z.device.type, enabled=False):
+            k = nearest_code(z_e.detach().float(), codebook.detach().float())           # (N,), fp32 even under autocast
             counts = torch.bincount(k, minlength=self.codebook_size)                    # (K,)
         e_k = F.embedding(k, codebook)                                                  # (N, D)
 
@@ -205,12 +214,14 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _after_step(self, z_e: torch.Tensor, k: torch.Tensor, counts: torch.Tensor, stats: dict) -> None:
+        if _distributed():  # EMA and dead-code bookkeeping use the counts of all processes
+            counts = counts.clone()
+            torch.distributed.all_reduce(counts)
         if self.ema:
             z32 = z_e.to(self.embed_sum.dtype)
             n_k = counts.to(z32.dtype)
             s_k = torch.zeros_like(self.embed_sum).index_add_(0, k, z32)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.all_reduce(n_k)
+            if _distributed():
                 torch.distributed.all_reduce(s_k)
             self.cluster_size.mul_(self.decay).add_(n_k, alpha=1 - self.decay)
             self.embed_sum.mul_(self.decay).add_(s_k, alpha=1 - self.decay)
