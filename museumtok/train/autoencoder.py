@@ -146,10 +146,12 @@ def held_out_eval(model, x_val: torch.Tensor, K: int, batch_size: int = 16) -> d
     was = model.training
     model.eval()
     psnrs, idx = [], []
+    dev = next(model.parameters()).device
     for s in range(0, len(x_val), batch_size):
         xb = x_val[s : s + batch_size]
-        k = model.encode_indices(xb)
-        x_hat = model.decode_indices(k)
+        k = model.encode_indices(xb.to(dev))
+        x_hat = model.decode_indices(k).cpu()
+        k = k.cpu()
         psnrs.append(image_metrics(xb, x_hat, with_lpips=False)["psnr"])
         idx.append(k.reshape(-1))
     model.train(was)
