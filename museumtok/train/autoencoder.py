@@ -291,7 +291,7 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
     metrics = final_metrics(tok, cfg.final_eval_sets)
     evals = RunLog(run_dir).rows("eval")
     curve = ", ".join(f"{int(r['step'])}: {float(r['psnr']):.2f} dB / ppl {float(r['perplexity']):.0f}"
-                      for r in evals[:: max(1, len(evals) // 8)] + evals[-1:])
+                      for r in evals[:: max(1, len(evals) // 8)] + ([] if (len(evals) - 1) % max(1, len(evals) // 8) == 0 else evals[-1:]))
     n_params = sum(p.numel() for p in model.parameters())
     write_model_card(
         out, name, summary=summary,
