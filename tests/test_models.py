@@ -149,3 +149,37 @@ def test_tau_schedule_and_trainers_registered():
     assert tau_at(25, 100, 1.0, 1 / 16, 0.5) == pytest.approx(0.25)
     assert tau_at(50, 100, 1.0, 1 / 16, 0.5) == pytest.approx(1 / 16) == tau_at(99, 100, 1.0, 1 / 16, 0.5)
     assert {"vqvae", "dvae"} <= set(load_trainers())
+
+
+def test_restricted_encoding_uses_only_the_allowed_codes():
+    m = _models()[0].eval()
+    x = torch.rand(2, 3, 64, 64)
+    keep = torch.tensor([3, 7, 11])
+    k = m.encode_indices_restricted(x, keep)
+    assert k.shape == (2, 8, 8) and set(k.unique().tolist()) <= {3, 7, 11}
+    assert torch.equal(m.encode_indices_restricted(x, torch.arange(32)), m.encode_indices(x))
+    # each position takes the nearest allowed code
+    z = m.encode(x).permute(0, 2, 3, 1).reshape(-1, 8)
+    d = torch.cdist(z, m.quantizer.codebook[keep])
+    assert torch.equal(keep[d.argmin(1)], k.reshape(-1))
+
+
+@pytest.mark.parametrize("trainer,cls", [("vqvae", VQVAETokenizer), ("dvae", DVAETokenizer)])
+def test_train_command_writes_a_loadable_checkpoint_with_card(trainer, cls, tmp_path, data_available):
+    import json
+
+    from museumtok.cli import main
+
+    out, run = tmp_path / "ckpt", tmp_path / "run"
+    rc = main(["train", trainer, "--channels", "8,16,16,16", "--codebook-size", "16", "--dim", "4", "--steps", "3",
+               "--batch-size", "2", "--warmup", "1", "--log-every", "1", "--eval-every", "2", "--eval-size", "64",
+               "--final-eval-sets", "artworks-val", "--out", str(out), "--run-dir", str(run), "--threads", "1"])
+    assert rc == 0
+    tok = cls.from_pretrained(out)
+    assert tok.K == 16 and tok.supported_M == (64, 256, 1024)
+    card = (out / "README.md").read_text()
+    assert "arXiv:" in card and "3 steps" in card and "artworks-val" in card
+    facts = json.loads((out / "training.json").read_text())
+    assert [m["M"] for m in facts["metrics"]] == [64, 256, 1024]
+    assert all(0 < m["psnr"] < 60 and 0 < m["usage"] <= 1 for m in facts["metrics"])
+    assert (out / "eval_log.csv").read_text().splitlines()[0].startswith("step,wall_s,psnr,usage,perplexity")

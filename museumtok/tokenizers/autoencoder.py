@@ -61,13 +61,17 @@ class AutoencoderTokenizer(Tokenizer):
     def working_size(self, M: int) -> int:
         return dict(zip(self.supported_M, self.sizes))[M]
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
     def encode_tensor(self, x: torch.Tensor, M: int | None = None) -> torch.Tensor:
-        return self.model.encode_indices(x.float())           # (B, S/f, S/f)
+        return self.model.encode_indices(x.float().to(self.device)).to(x.device)        # (B, S/f, S/f)
 
     @torch.no_grad()
     def decode_indices(self, indices: torch.Tensor, M: int | None = None) -> torch.Tensor:
-        return self.model.decode_indices(indices.long())      # (B, 3, S, S) in [0, 1]
+        return self.model.decode_indices(indices.long().to(self.device)).to(indices.device)  # (B, 3, S, S)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, D, h, w) code vectors e_k."""

@@ -146,10 +146,12 @@ def held_out_eval(model, x_val: torch.Tensor, K: int, batch_size: int = 16) -> d
     was = model.training
     model.eval()
     psnrs, idx = [], []
+    dev = next(model.parameters()).device
     for s in range(0, len(x_val), batch_size):
         xb = x_val[s : s + batch_size]
-        k = model.encode_indices(xb)
-        x_hat = model.decode_indices(k)
+        k = model.encode_indices(xb.to(dev))
+        x_hat = model.decode_indices(k).cpu()
+        k = k.cpu()
         psnrs.append(image_metrics(xb, x_hat, with_lpips=False)["psnr"])
         idx.append(k.reshape(-1))
     model.train(was)
@@ -289,7 +291,7 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
     metrics = final_metrics(tok, cfg.final_eval_sets)
     evals = RunLog(run_dir).rows("eval")
     curve = ", ".join(f"{int(r['step'])}: {float(r['psnr']):.2f} dB / ppl {float(r['perplexity']):.0f}"
-                      for r in evals[:: max(1, len(evals) // 8)] + evals[-1:])
+                      for r in evals[:: max(1, len(evals) // 8)] + ([] if (len(evals) - 1) % max(1, len(evals) // 8) == 0 else evals[-1:]))
     n_params = sum(p.numel() for p in model.parameters())
     write_model_card(
         out, name, summary=summary,
