@@ -89,9 +89,9 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]
 
 
 def build(model: str, cfg: NeuralCodecConfig, lmbda: float):
-    from ..models import FactorizedPrior, ScaleHyperprior
+    from ..models import ContextHyperprior, FactorizedPrior, ScaleHyperprior
 
-    cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior}[model]
+    cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior, "context": ContextHyperprior}[model]
     return cls(N=cfg.N, M=cfg.M, lmbda=lmbda)
 
 
@@ -154,6 +154,7 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                 "bpp (estimated)": res["bpp_estimated"], "PSNR dB": res["psnr"], "MS-SSIM": res["ms_ssim"],
                 "encode ms": res["encode_ms"], "decode ms": res["decode_ms"]}]
     title = {"hyperprior": "Scale hyperprior (Ballé et al., ICLR 2018, arXiv:1802.01436)",
+             "context": "Mean-scale hyperprior + autoregressive context (Minnen et al., NeurIPS 2018, arXiv:1809.02736)",
              "factorized": "Factorized prior (Ballé et al., ICLR 2017, arXiv:1611.01704)"}[model]
     init_note = f"initialised from `{cfg.init}` ({len(copied)} tensors copied), then " if cfg.init else ""
     write_model_card(
@@ -181,3 +182,8 @@ def train_hyperprior(cfg: NeuralCodecConfig, command: str = "museumtok train hyp
 @register_trainer("factorized", NeuralCodecConfig, "factorized-prior codec (§5.1, Ballé et al. 2017)")
 def train_factorized(cfg: NeuralCodecConfig, command: str = "museumtok train factorized") -> Path:
     return train_codec("factorized", cfg, command)
+
+
+@register_trainer("context", NeuralCodecConfig, "mean-scale hyperprior + autoregressive context (§5.2, Minnen et al. 2018)")
+def train_context(cfg: NeuralCodecConfig, command: str = "museumtok train context") -> Path:
+    return train_codec("context", cfg, command)
