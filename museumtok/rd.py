@@ -140,15 +140,14 @@ def tokenizer_points(name: str, images_set: str, limit: int | None = None) -> li
     """
     from . import registry
     from .data.dataset import eval_batch
-    from .entropy.unigram import UnigramPrior
+    from .entropy.unigram import prior_for
 
     tok = registry.load(name)
     out = []
     for M in tok.supported_M:
         S = tok.working_size(M)
-        x_train, _ = eval_batch("artworks-train", S)
+        prior = prior_for(tok, M)
         with torch.no_grad():
-            prior = UnigramPrior.fit(tok.encode_tensor(x_train, M), tok.K)
             x, entries = eval_batch(images_set, S, limit)
             idx = tok.encode_tensor(x, M)
             x_hat = tok.decode_indices(idx, M).clamp(0, 1)

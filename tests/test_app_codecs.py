@@ -23,3 +23,13 @@ def test_compress_artwork_with_each_family(artwork_path):
         assert r.nbytes > 5 and r.metrics[0]["bits"] == 8 * r.nbytes
         assert r.reconstruction.size == r.original.size == r.bpp_map.size == (256, 256)
         assert [m["method"] for m in r.metrics] == [name, "jpeg @ same bits", "webp @ same bits"]
+
+
+def test_tokenizer_row_shows_entropy_coded_size(artwork_path):
+    from museumtok.app.callbacks import tokenize_image
+
+    r = tokenize_image(str(artwork_path), "lloyd-patch-k256", 64, compare=False)
+    note = r.metrics[0]["note"]
+    assert "raw 512 bits" in note and "unigram-coded" in note
+    coded = int(note.split("unigram-coded ")[1].split(" bits")[0])
+    assert 0 < coded <= 512 + 64      # a prior never costs much more than the raw indices
