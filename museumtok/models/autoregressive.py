@@ -87,30 +87,37 @@ class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
                 "y": y, "z": z, "y_hat": y_hat, "z_hat": z_hat, "sigma": sigma, "mu": mu}
 
     # ---- sequential coding -------------------------------------------------------------------
-    def _nets64(self):
-        return (float64_copy(self.h_s), float64_copy(self.context_prediction), float64_copy(self.entropy_parameters))
-
     def _raster(self, psi: torch.Tensor, y: torch.Tensor | None, code) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Walk ŷ in raster order; at each position predict (μ, σ) from ψ and the decoded context, then
         ``code(index (M,), mu (M,), y_i or None) -> symbols (M,)`` writes or reads the M symbols.
         Returns ŷ, μ and σ, each (1, M, h, w) float64."""
-        _, ctx_net, ep_net = self._nets64()
         M = self.cfg.M
         _, _, h, w = psi.shape
         k = 5
-        y_hat = torch.zeros(1, M, h + k - 1, w + k - 1, dtype=torch.float64)   # padded by 2 on each side
-        weight = ctx_net.weight * ctx_net.mask.to(torch.float64)
+        # the masked conv and the 1×1 entropy-parameter convs as float64 matrices: one position at a time
+        ctx_net = self.context_prediction
+        W_ctx = (ctx_net.weight * ctx_net.mask).double().reshape(2 * M, M * k * k)    # (2M, M·25)
+        b_ctx = ctx_net.bias.double()
+        layers = [(c.weight.double()[:, :, 0, 0], c.bias.double()) for c in self.entropy_parameters
+                  if isinstance(c, nn.Conv2d)]
+        slope = next(a.negative_slope for a in self.entropy_parameters if isinstance(a, nn.LeakyReLU))
+        psi = psi[0].double()                                                         # (2M, h, w)
+        y_hat = torch.zeros(M, h + k - 1, w + k - 1, dtype=torch.float64)            # padded by 2 on each side
         mus, sigmas = torch.zeros(1, M, h, w, dtype=torch.float64), torch.zeros(1, M, h, w, dtype=torch.float64)
         for i in range(h):
             for j in range(w):
-                window = y_hat[:, :, i : i + k, j : j + k]                                  # (1, M, 5, 5)
-                ctx = F.conv2d(window, weight, ctx_net.bias)                                # (1, 2M, 1, 1)
-                p = ep_net(torch.cat([psi[:, :, i : i + 1, j : j + 1], ctx], 1))
-                sigma, mu = p.chunk(2, 1)                                                   # (1, M, 1, 1) each
-                index = self.gaussian_conditional.scale_index(sigma.reshape(M))
-                q = code(index, mu.reshape(M), None if y is None else y[0, :, i, j])
-                y_hat[0, :, i + 2, j + 2] = q.double() + mu.reshape(M)
-                mus[0, :, i, j], sigmas[0, :, i, j] = mu.reshape(M), sigma.reshape(M)
+                ctx = W_ctx @ y_hat[:, i : i + k, j : j + k].reshape(-1) + b_ctx            # (2M,)
+                p = torch.cat([psi[:, i, j], ctx])                                          # (4M,)
+                for n, (Wl, bl) in enumerate(layers):
+                    p = Wl @ p + bl
+                    if n < len(layers) - 1:
+                        p = F.leaky_relu(p, slope)
+                sigma, mu = p[:M], p[M:]                                                    # (M,) each
+                index = self.gaussian_conditional.scale_index(sigma)
+                q = code(index, mu, None if y is None else y[0, :, i, j])
+                y_hat[:, i + 2, j + 2] = q.double() + mu
+                mus[0, :, i, j], sigmas[0, :, i, j] = mu, sigma
+        y_hat = y_hat.unsqueeze(0)
         return y_hat[:, :, 2 : h + 2, 2 : w + 2], mus, sigmas
 
     def _compress_latents(self, enc: TableEncoder, x: torch.Tensor) -> dict:
@@ -122,7 +129,7 @@ class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
 
         def code(index, mu, y_i):
             q = torch.round(y_i - mu).long()
-            enc.encode(q.numpy(), index.numpy(), table, length, offset)
+            enc.encode_rows(q.numpy(), index.numpy(), table, length, offset)
             return q
 
         y_hat, mu, sigma = self._raster(psi, y, code)
@@ -134,7 +141,7 @@ class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
         table, length, offset = self.gaussian_conditional.numpy_tables()
 
         def code(index, mu, _):
-            return torch.from_numpy(dec.decode(index.numpy(), table, length, offset))
+            return torch.from_numpy(dec.decode_rows(index.numpy(), table, length, offset))
 
         y_hat, _, _ = self._raster(psi, None, code)
         return float64_copy(self.g_s)(y_hat)
