@@ -33,8 +33,8 @@ COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK = (
     (0.669, 34.53), (0.939, 36.74), (1.259, 38.58), (1.660, 40.56),
 )
 
-JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+JPEG_QUALITIES = (2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+WEBP_QUALITIES = (1, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 ARTWORK_SIZE = 512
 
 
@@ -206,12 +206,14 @@ def _curve(res: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bd_table(res: dict, anchor: str = "jpeg") -> list[dict]:
-    """BD-rate and BD-PSNR of every curve with ≥ 2 points against ``anchor`` (and learned vs the reference)."""
+    """BD-rate and BD-PSNR of every codec curve with ≥ 2 points against ``anchor`` (learned ones also
+    against the published reference). Tokenizers are left out: their points are measured at their own
+    working resolution, not on the same images."""
     rows = []
     ra, pa = _curve(res, anchor)
     ref_name = next((n for n, c in res["curves"].items() if c["kind"] == "reference"), None)
     for name, c in res["curves"].items():
-        if name == anchor or len(c["points"]) < 2:
+        if name == anchor or len(c["points"]) < 2 or c["kind"] == "tokenizer":
             continue
         r, p = _curve(res, name)
         row = {"curve": name, "kind": c["kind"], "vs": anchor}
