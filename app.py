@@ -161,11 +161,46 @@ def chat_tab():
     audit_btn.click(ch.audit_file, sid, audit, api_name="chat_audit")
 
 
+def codec_tab():
+    from museumtok.app import codecs as cc
+
+    choices = cc.codec_choices()
+    gr.Markdown("Learned codecs write real bitstreams (§5): M does not apply, the rate is set by the checkpoint's λ.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
+                             elem_id="codec-upload")
+            codec = gr.Dropdown(choices, value=choices[-1] if choices else None, label="Codec", elem_id="codec")
+            size = gr.Dropdown(list(cc.CODEC_SIZES), value=512, label="Centre crop (px)")
+            run = gr.Button("Compress", variant="primary", elem_id="codec-run")
+        with gr.Column(scale=2):
+            notes = gr.Markdown()
+            with gr.Row():
+                original = gr.Image(label="Original crop", type="pil", interactive=False)
+                recon = gr.Image(label="Decoded from the bytes", type="pil", interactive=False)
+                bmap = gr.Image(label="Bits per pixel", type="pil", interactive=False)
+            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (JPEG/WebP at the same bits)",
+                                   interactive=False, wrap=True)
+            with gr.Row():
+                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
+                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
+
+    def run_codec(source, name, px):
+        r = cc.compress_image(source, name, px or 512)
+        return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
+                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"))
+
+    run.click(run_codec, [upload, codec, size], [notes, original, recon, bmap, metrics, jpeg, webp],
+              api_name="compress")
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="museumtok") as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Tokenize"):
             tokenize_tab()
+        with gr.Tab("Codecs"):
+            codec_tab()
         with gr.Tab("Context budget"):
             budget_tab()
         with gr.Tab("Chat"):

@@ -33,8 +33,8 @@ COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK = (
     (0.669, 34.53), (0.939, 36.74), (1.259, 38.58), (1.660, 40.56),
 )
 
-JPEG_QUALITIES = (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-WEBP_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+JPEG_QUALITIES = (2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+WEBP_QUALITIES = (1, 3, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 ARTWORK_SIZE = 512
 
 
@@ -140,15 +140,14 @@ def tokenizer_points(name: str, images_set: str, limit: int | None = None) -> li
     """
     from . import registry
     from .data.dataset import eval_batch
-    from .entropy.unigram import UnigramPrior
+    from .entropy.unigram import prior_for
 
     tok = registry.load(name)
     out = []
     for M in tok.supported_M:
         S = tok.working_size(M)
-        x_train, _ = eval_batch("artworks-train", S)
+        prior = prior_for(tok, M)
         with torch.no_grad():
-            prior = UnigramPrior.fit(tok.encode_tensor(x_train, M), tok.K)
             x, entries = eval_batch(images_set, S, limit)
             idx = tok.encode_tensor(x, M)
             x_hat = tok.decode_indices(idx, M).clamp(0, 1)
@@ -207,12 +206,14 @@ def _curve(res: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bd_table(res: dict, anchor: str = "jpeg") -> list[dict]:
-    """BD-rate and BD-PSNR of every curve with ≥ 2 points against ``anchor`` (and learned vs the reference)."""
+    """BD-rate and BD-PSNR of every codec curve with ≥ 2 points against ``anchor`` (learned ones also
+    against the published reference). Tokenizers are left out: their points are measured at their own
+    working resolution, not on the same images."""
     rows = []
     ra, pa = _curve(res, anchor)
     ref_name = next((n for n, c in res["curves"].items() if c["kind"] == "reference"), None)
     for name, c in res["curves"].items():
-        if name == anchor or len(c["points"]) < 2:
+        if name == anchor or len(c["points"]) < 2 or c["kind"] == "tokenizer":
             continue
         r, p = _curve(res, name)
         row = {"curve": name, "kind": c["kind"], "vs": anchor}

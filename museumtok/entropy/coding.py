@@ -79,6 +79,16 @@ def table_bits(table: np.ndarray, lengths: np.ndarray, offsets: np.ndarray, symb
     return float(np.sum(np.log2(total) - np.log2(f)) + ESCAPE_BITS * esc.sum())
 
 
+def _rows(symbols, index, table, lengths, offsets):
+    """(table symbols with escapes marked, escape mask, (n, Lmax) float64 probabilities) for row-wise coding."""
+    s = symbols - offsets[index]
+    n = lengths[index].astype(np.int64)
+    esc = (s < 0) | (s >= n - 1)
+    s = np.where(esc, n - 1, s)
+    rows = table[index, : int(n.max())].astype(np.float64)
+    return s, esc, rows / table[index].astype(np.float64).sum(1, keepdims=True)
+
+
 def _model(freq: np.ndarray):
     import constriction
 
@@ -117,6 +127,29 @@ class TableEncoder:
             if np.abs(values).max() >= ESCAPE_RANGE:
                 raise ValueError(f"latent value {int(np.abs(values).max())} is beyond the ±{ESCAPE_RANGE - 1} the coder escapes")
             self._enc.encode((values + ESCAPE_RANGE).astype(np.int32), constriction.stream.model.Uniform(1 << ESCAPE_BITS))
+
+    def encode_rows(self, symbols: np.ndarray, index: np.ndarray, table: np.ndarray, lengths: np.ndarray,
+                    offsets: np.ndarray) -> None:
+        """Like :meth:`encode` but in one call, in the given order (each symbol with its own row).
+
+        For few symbols with many different rows (one position of an autoregressive model). Rows are
+        cut to the longest one used; the zero padding gets constriction's smallest probability.
+        """
+        import constriction
+
+        symbols = np.asarray(symbols, np.int64).ravel()
+        index = np.asarray(index, np.int64).ravel()
+        s, esc, probs = _rows(symbols, index, table, lengths, offsets)
+        self._enc.encode(s.astype(np.int32), constriction.stream.model.Categorical(perfect=False), probs)
+        if esc.any():
+            self._encode_escapes(symbols[esc])
+
+    def _encode_escapes(self, values: np.ndarray) -> None:
+        import constriction
+
+        if np.abs(values).max() >= ESCAPE_RANGE:
+            raise ValueError(f"latent value {int(np.abs(values).max())} is beyond the ±{ESCAPE_RANGE - 1} the coder escapes")
+        self._enc.encode((values + ESCAPE_RANGE).astype(np.int32), constriction.stream.model.Uniform(1 << ESCAPE_BITS))
 
     def uint(self, value: int, bits: int = 16) -> None:
         """A small unsigned integer sent with a uniform code (e.g. a flag or a count)."""
@@ -157,6 +190,20 @@ class TableDecoder:
             v = np.asarray(self._dec.decode(constriction.stream.model.Uniform(1 << ESCAPE_BITS), esc.size), np.int64)
             out[esc] = v - ESCAPE_RANGE
         return out.reshape(shape)
+
+    def decode_rows(self, index: np.ndarray, table: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Reads what :meth:`TableEncoder.encode_rows` wrote."""
+        import constriction
+
+        index = np.asarray(index, np.int64).ravel()
+        _, _, probs = _rows(np.zeros_like(index), index, table, lengths, offsets)
+        s = np.asarray(self._dec.decode(constriction.stream.model.Categorical(perfect=False), probs), np.int64)
+        esc = s == lengths[index] - 1
+        out = s + offsets[index]
+        if esc.any():
+            v = np.asarray(self._dec.decode(constriction.stream.model.Uniform(1 << ESCAPE_BITS), int(esc.sum())), np.int64)
+            out[esc] = v - ESCAPE_RANGE
+        return out
 
     def uint(self, bits: int = 16) -> int:
         import constriction

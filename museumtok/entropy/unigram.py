@@ -50,3 +50,34 @@ class UnigramPrior:
     def decode(self, data: bytes, n: int) -> np.ndarray:
         words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
         return TableDecoder(words).decode(np.zeros(n, np.int64), self.table, self.length, self.offset)
+
+
+def prior_for(tok, M: int, split: str = "artworks-train", cache: bool = True) -> UnigramPrior:
+    """The unigram prior of tokenizer ``tok`` at M, fitted on the centre working crops of a split.
+
+    Counts are cached in ``~/.cache/museumtok/unigram/`` keyed by the tokenizer's name, M and the
+    checkpoint's modification time, so the first call fits and later calls only read.
+    """
+    from .. import registry
+    from ..data.dataset import eval_batch
+    from ..paths import cache_dir
+
+    name = getattr(tok, "name", type(tok).__name__)
+    stamp = ""
+    try:
+        ck = registry.get(name).checkpoint_path
+        if ck is not None and (ck / "model.safetensors").exists():
+            stamp = str(int((ck / "model.safetensors").stat().st_mtime))
+    except KeyError:
+        pass
+    path = cache_dir("unigram") / f"{name}-M{M}-{split}-{stamp}.npy"
+    if cache and path.exists():
+        return UnigramPrior(np.load(path))
+    S = tok.working_size(M)
+    x, _ = eval_batch(split, S)
+    with torch.no_grad():
+        idx = torch.cat([tok.encode_tensor(x[i : i + 16], M).reshape(-1) for i in range(0, len(x), 16)])
+    prior = UnigramPrior.fit(idx, tok.K)
+    if cache:
+        np.save(path, prior.counts)
+    return prior

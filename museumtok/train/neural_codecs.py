@@ -47,6 +47,7 @@ class NeuralCodecConfig:
     out: str | None = None           # output folder; default data/checkpoints/<model>-q<quality>
     threads: int = 1                 # torch threads (1 on the shared 2-core machine)
     bf16: bool = True                # bfloat16 autocast for the transforms (AMX CPUs: ~2× faster); entropy models stay float32
+    channels_last: bool = True       # NHWC memory layout (oneDNN: ~1.5× faster on CPU)
 
 
 class CropSampler:
@@ -89,9 +90,9 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]
 
 
 def build(model: str, cfg: NeuralCodecConfig, lmbda: float):
-    from ..models import FactorizedPrior, ScaleHyperprior
+    from ..models import ContextHyperprior, FactorizedPrior, ScaleHyperprior
 
-    cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior}[model]
+    cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior, "context": ContextHyperprior}[model]
     return cls(N=cfg.N, M=cfg.M, lmbda=lmbda)
 
 
@@ -117,6 +118,8 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
     net = build(model, cfg, lmbda)
     copied = load_matching(net, cfg.init) if cfg.init else []
     sampler = CropSampler(cfg.crop, cfg.scales, cfg.seed)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net.train()
     t0 = time.time()
@@ -126,7 +129,7 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
         frac = min(1.0, max(step / cfg.max_steps, (time.time() - t0) / budget))
         for g in opt.param_groups:
             g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        x = sampler.batch(cfg.batch)
+        x = sampler.batch(cfg.batch).contiguous(memory_format=fmt)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             out = net(x)
         out["x_hat"] = out["x_hat"].float()
@@ -142,7 +145,7 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
             log.append({"step": step, "min": round((time.time() - t0) / 60, 2), **{k: round(v, 4) for k, v in ema.items()}})
             print(log[-1], flush=True)
     wall = time.time() - t0
-    net.eval()
+    net = net.to(memory_format=torch.contiguous_format).eval()   # safetensors stores contiguous tensors
     net.update()
     net.name = name
     net.save_pretrained(out_dir)
@@ -154,6 +157,7 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                 "bpp (estimated)": res["bpp_estimated"], "PSNR dB": res["psnr"], "MS-SSIM": res["ms_ssim"],
                 "encode ms": res["encode_ms"], "decode ms": res["decode_ms"]}]
     title = {"hyperprior": "Scale hyperprior (Ballé et al., ICLR 2018, arXiv:1802.01436)",
+             "context": "Mean-scale hyperprior + autoregressive context (Minnen et al., NeurIPS 2018, arXiv:1809.02736)",
              "factorized": "Factorized prior (Ballé et al., ICLR 2017, arXiv:1611.01704)"}[model]
     init_note = f"initialised from `{cfg.init}` ({len(copied)} tensors copied), then " if cfg.init else ""
     write_model_card(
@@ -181,3 +185,8 @@ def train_hyperprior(cfg: NeuralCodecConfig, command: str = "museumtok train hyp
 @register_trainer("factorized", NeuralCodecConfig, "factorized-prior codec (§5.1, Ballé et al. 2017)")
 def train_factorized(cfg: NeuralCodecConfig, command: str = "museumtok train factorized") -> Path:
     return train_codec("factorized", cfg, command)
+
+
+@register_trainer("context", NeuralCodecConfig, "mean-scale hyperprior + autoregressive context (§5.2, Minnen et al. 2018)")
+def train_context(cfg: NeuralCodecConfig, command: str = "museumtok train context") -> Path:
+    return train_codec("context", cfg, command)
