@@ -206,3 +206,32 @@ def patch_codebook_image(codebook: torch.Tensor, patch: int, columns: int = 32, 
         canvas[:, r * (patch + 1): r * (patch + 1) + patch, c * (patch + 1): c * (patch + 1) + patch] = tiles[k]
     img = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+def interact_or_call(**widgets):
+    """``ipywidgets.interact`` as a decorator, except in fast mode (the notebook tests).
+
+    There the function runs once with each widget's current value (a list or tuple stands for its
+    first item) and its result is displayed, with no widget comm: nbclient can block forever on
+    cells whose widgets display output (jupyter/nbclient#312), which would stall the test suite.
+    """
+    from .paths import fast_mode
+
+    def deco(fn):
+        if not fast_mode():
+            from ipywidgets import interact
+
+            return interact(**widgets)(fn)
+        from IPython.display import display
+
+        def value(w):
+            if isinstance(w, (list, tuple)):
+                return w[0]
+            return getattr(w, "value", w)
+
+        out = fn(**{k: value(w) for k, w in widgets.items()})
+        if out is not None:
+            display(out)
+        return fn
+
+    return deco

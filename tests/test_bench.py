@@ -12,7 +12,7 @@ from museumtok.cli import main
 from museumtok.evaluate import evaluate_tokenizer, image_metrics
 from museumtok.metrics import mse
 from museumtok.metrics.content import (colourfulness, difficulty_reasons, edge_density, hf_energy,
-                                       image_statistics, sobel_magnitude)
+                                       image_statistics, sobel_magnitude, spearman)
 
 SETS = ["kodak", "artworks-test"]
 
@@ -142,6 +142,26 @@ def test_difficulty_reasons_name_the_outlying_statistic():
     assert difficulty_reasons([{"a": 1.0}, {"a": 1.0}]) == ["typical content"] * 2
 
 
+def test_difficulty_reasons_weighted_by_correlation_with_psnr():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.rand(12, generator=g).tolist()
+    colour = torch.rand(12, generator=g).tolist()
+    psnr = [30 - 10 * e for e in edges]                    # edges alone decide the PSNR
+    stats = [{"edge_density": e, "colourfulness": c} for e, c in zip(edges, colour)]
+    reasons = difficulty_reasons(stats, psnr)
+    worst, best = min(range(12), key=psnr.__getitem__), max(range(12), key=psnr.__getitem__)
+    assert reasons[worst].startswith("many edges") and "ρ(PSNR, edge_density) = -1.00" in reasons[worst]
+    assert reasons[best].startswith("few edges")
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    a = [3.0, 1.0, 2.0, 2.0, 5.0, 4.0, 0.5]
+    b = [1.0, 2.0, 2.0, 3.0, 9.0, 4.0, 1.0]
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+
+
 def test_collapse_check_and_patch_mse():
     K = 64
     assert not collapse_check(torch.arange(K).repeat(10), K)["collapsed"]
@@ -157,3 +177,18 @@ def test_error_analysis_ranks_worst_first(data_available):
     rows = error_analysis(name, "artworks-test", limit=3)
     assert [r["psnr"] for r in rows] == sorted(r["psnr"] for r in rows)
     assert all(r["reason"] and set(image_statistics(torch.zeros(3, 16, 16))) <= set(r) for r in rows)
+
+
+def test_interact_or_call_runs_once_in_fast_mode(monkeypatch):
+    from ipywidgets import IntSlider
+
+    from museumtok.viz import interact_or_call
+
+    monkeypatch.setenv("MUSEUMTOK_FAST", "1")
+    seen = []
+
+    @interact_or_call(n=IntSlider(value=3, min=0, max=9), name=["a", "b"])
+    def f(n, name):
+        seen.append((n, name))
+
+    assert seen == [(3, "a")] and callable(f)
