@@ -372,7 +372,9 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
 
     def save():
         doc = {**meta, "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "wall_s": time.perf_counter() - t_start, "rows": [_clean(r) for r in rows.values()],
+               "wall_s": time.perf_counter() - t_start,
+               "compute_s": sum(r.get("seconds", 0.0) for r in rows.values()),
+               "rows": [_clean(r) for r in rows.values()],
                "skipped": skipped, "errors": errors}
         _write_json(out / JSON_NAME, doc)
 
@@ -437,7 +439,8 @@ def render_markdown(doc: dict) -> str:
         + (f" (fast mode, {doc['limit']} images per set)" if doc.get("fast") else "")
         + (f" with --limit {doc['limit']}" if doc.get("limit") and not doc.get("fast") else "") + ".",
         f"Host: {doc['host']['platform']}, {doc['host']['cpus']} CPUs, torch {doc['host']['torch']} "
-        f"with {doc['host']['torch_threads']} thread(s). Regenerate with `make bench`.",
+        f"with {doc['host']['torch_threads']} thread(s); the rows took {doc.get('compute_s', 0):.0f} s to measure "
+        f"(this run: {doc.get('wall_s', 0):.0f} s, cached rows reused). Regenerate with `make bench`.",
         "",
         "Each row is the mean over the set's images, each a centre square crop resized to the working size "
         "S (px). **bits raw** = M·log2 K (fixed-length token indices); **bits coded** = entropy-coded bits "
@@ -542,6 +545,7 @@ def write_plots(doc: dict, out: Path) -> list[Path]:
 
 def _matplotlib_png(doc: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -567,7 +571,14 @@ def _matplotlib_png(doc: dict, path: Path) -> None:
                     marker=markers[names.index(name) % len(markers)] if not sweep else ".",
                     ms=3 if sweep else (9 if tag == "tokens" else 6), label=label,
                     alpha=0.55 if sweep else 0.95, mfc="none" if tag == "budget" else None)
+        for r in rows:
+            if r.get("setting_kind") == "tokens":
+                ax.annotate(f"M={r['M']}", (r["bpp"], r["psnr"]), textcoords="offset points", xytext=(7, -3),
+                            fontsize=6, color=colour[r["name"]])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([t for t in (0.1, 0.2, 0.5, 1, 2, 5) if t <= max(r["bpp"] for r in rows) * 1.2])
         ax.set_xlabel("bits per pixel")
         ax.set_title(s)
         ax.grid(alpha=0.3)

@@ -192,3 +192,71 @@ def test_interact_or_call_runs_once_in_fast_mode(monkeypatch):
         seen.append((n, name))
 
     assert seen == [(3, "a")] and callable(f)
+
+
+# ---- entries the bench has not met yet: a fixed-rate codec, a tokenizer with an entropy coder -----
+class FixedRateCodec:
+    """A codec with no quality knob (like a learned codec trained at one λ): PNG of a 4×-downsampled image."""
+
+    name = "fixed"
+
+    def compress(self, x):
+        import io
+
+        from museumtok.codecs.base import EncodedImage
+        from museumtok.data.images import tensor_to_pil
+
+        buf = io.BytesIO()
+        small = torch.nn.functional.avg_pool2d(x[None], 4)[0]
+        tensor_to_pil(small).save(buf, format="PNG")
+        return EncodedImage(buf.getvalue(), "fixed", x.shape[-2], x.shape[-1])
+
+    def decompress(self, enc):
+        import io
+
+        from PIL import Image
+
+        from museumtok.data.images import pil_to_tensor
+
+        x = pil_to_tensor(Image.open(io.BytesIO(enc.data)))
+        return torch.nn.functional.interpolate(x[None], scale_factor=4, mode="nearest")[0]
+
+
+def _coded_tokenizer_class():
+    from museumtok.metrics import code_counts, entropy_bits
+    from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer
+
+    class CodedLloyd(LloydPatchTokenizer):
+        """Lloyd patches whose indices are 'entropy coded' at their empirical entropy per image."""
+
+        def entropy_bits(self, indices):
+            return indices.numel() * entropy_bits(code_counts(indices, self.K))
+
+    return CodedLloyd
+
+
+CodedLloyd = _coded_tokenizer_class()
+
+
+def test_new_kinds_of_entries(data_available, tmp_path, monkeypatch):
+    registry.entries()
+    monkeypatch.setitem(registry.REGISTRY, "fixed-codec", registry.RegistryEntry(
+        name="fixed-codec", kind="codec", target=f"{__name__}:FixedRateCodec", description="test", chapter="5"))
+    monkeypatch.setitem(registry.REGISTRY, "coded-lloyd", registry.RegistryEntry(
+        name="coded-lloyd", kind="tokenizer", target=f"{__name__}:CodedLloyd", description="test", chapter="4.1",
+        supported_M=(64,), default_M=64, kwargs={"K": 16, "sizes": (64,)}))
+    monkeypatch.setattr(registry, "_CACHE", {})
+    res = run_bench(["kodak"], names=["coded-lloyd", "fixed-codec"], limit=2, out=tmp_path, progress=False,
+                    fast=True, plots=False)
+    assert not res.errors, res.errors
+    tok_row = next(r for r in res.rows if r["name"] == "coded-lloyd")
+    tok = registry.load("coded-lloyd")
+    from museumtok.data.dataset import eval_batch
+
+    x, _ = eval_batch("kodak", 64, 2)
+    coded = [tok.entropy_bits(i) for i in tok.encode_tensor(x, 64)]
+    assert tok_row["bits_coded"] == pytest.approx(sum(coded) / 2) and tok_row["bits_raw"] == 64 * 4
+    assert tok_row["bpp"] == pytest.approx(tok_row["bits_coded"] / 64**2)
+    fixed = [r for r in res.rows if r["name"] == "fixed-codec"]
+    assert [r["setting_kind"] for r in fixed] == ["fixed"] and fixed[0]["size"] == 64
+    assert fixed[0]["bits"] == pytest.approx(sum(p["bits"] for p in fixed[0]["per_image"]) / 2)
