@@ -115,6 +115,9 @@ def metric_against_bits(set_name, metric):
 
 
 # %% [markdown]
+# §9.1's "rate (bits/token)" is log2 K for fixed-length indices (bits raw / M), less when a
+# tokenizer entropy-codes its indices (bits coded / M).
+#
 # **Checks on the table.** A tokenizer's raw bits are M·log2 K (fixed-length indices); bpp is the
 # bits over the S×S working image; perplexity 2^H can never exceed the number of codes used
 # (H ≤ log2 of the support); a codec row that fits its budget spends at most those bits. And one row
@@ -255,6 +258,8 @@ display(Markdown("| tokenizer | K | tokens | codes used | usage | H bits (≤ lo
 for name, (idx, K, c) in health.items():
     counts = code_counts(idx, K).numpy()
     assert math.isclose(c["perplexity"], math.exp(scipy_entropy(counts)), rel_tol=1e-9)   # exp(H nats) = 2^(H bits)
+    assert math.isclose(c["entropy_bits"], scipy_entropy(counts, base=2), rel_tol=1e-9)
+    assert math.isclose(c["top_share"], np.sort(counts)[::-1][:10].sum() / counts.sum())
     assert c["entropy_bits"] <= math.log2(c["used"]) + 1e-9 and c["perplexity"] <= c["used"] + 1e-6
 
 
@@ -338,6 +343,9 @@ fr = np.hypot(*np.meshgrid(np.fft.fftfreq(y.shape[0]), np.fft.fftfreq(y.shape[1]
 assert math.isclose(hf_energy(xw[0]), P[fr > 0.25 * 0.5].sum() / P.sum(), rel_tol=1e-9)
 assert np.allclose(sobel_magnitude(xw[0]).numpy(), sobel(y))
 assert math.isclose(edge_density(xw[0]), float((sobel(y) > 0.05).mean()))
+rgb = hwc * 255
+rg, yb = rgb[..., 0] - rgb[..., 1], 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+assert math.isclose(worst["colourfulness"], math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()), rel_tol=1e-9)
 assert image_statistics(xw[0])["hf_energy"] == worst["hf_energy"]
 
 
