@@ -267,11 +267,10 @@ def _codec_row(job: Job, limit: int | None, images: dict) -> dict:
         note = f"fits the budget on {fits}/{len(per)} images"
         if fits < len(per):
             smallest = min(p["bits"] for p in per if p["bits"] > job.budget_bits)
-            note += (f"; on the others even quality 1 spends more (smallest such file {smallest} bits, "
-                     "headers included), so those files exceed the budget")
+            note += f"; on the rest even quality 1 overspends (smallest file {smallest} bits, headers included)"
         qs = [p["quality"] for p in per if p["quality"] is not None]
         if qs:
-            note += f"; quality chosen {min(qs)}–{max(qs)}; encode ms is the chosen file's, not the search"
+            note += f"; quality {min(qs)}–{max(qs)}"
     return {"size": job.size, "images": len(per), "bits_raw": None, "bits_coded": bits, "bits": bits,
             "bpp": bits / job.size**2, **{k: _mean([p[k] for p in per]) for k in ("psnr", "ssim", "ms_ssim", "lpips")},
             "usage": None, "perplexity": None, "encode_ms": _mean(enc_ms), "decode_ms": _mean(dec_ms),
@@ -373,7 +372,9 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
 
     def save():
         doc = {**meta, "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "wall_s": time.perf_counter() - t_start, "rows": [_clean(r) for r in rows.values()],
+               "wall_s": time.perf_counter() - t_start,
+               "compute_s": sum(r.get("seconds", 0.0) for r in rows.values()),
+               "rows": [_clean(r) for r in rows.values()],
                "skipped": skipped, "errors": errors}
         _write_json(out / JSON_NAME, doc)
 
@@ -438,7 +439,8 @@ def render_markdown(doc: dict) -> str:
         + (f" (fast mode, {doc['limit']} images per set)" if doc.get("fast") else "")
         + (f" with --limit {doc['limit']}" if doc.get("limit") and not doc.get("fast") else "") + ".",
         f"Host: {doc['host']['platform']}, {doc['host']['cpus']} CPUs, torch {doc['host']['torch']} "
-        f"with {doc['host']['torch_threads']} thread(s). Regenerate with `make bench`.",
+        f"with {doc['host']['torch_threads']} thread(s); the rows took {doc.get('compute_s', 0):.0f} s to measure "
+        f"(this run: {doc.get('wall_s', 0):.0f} s, cached rows reused). Regenerate with `make bench`.",
         "",
         "Each row is the mean over the set's images, each a centre square crop resized to the working size "
         "S (px). **bits raw** = M·log2 K (fixed-length token indices); **bits coded** = entropy-coded bits "
@@ -446,7 +448,8 @@ def render_markdown(doc: dict) -> str:
         "the coded bits when present, the raw bits otherwise, by S². Codecs are run at most at the bits a "
         "tokenizer spends on the same crop (`compress_at_bits`). **usage** = share of the K codes used on "
         "the set, **perplexity** = 2^H(p̂) (K under uniform use, 1 under collapse). Times are per image, "
-        "one CPU thread.",
+        "one CPU thread. Where a codec cannot fit a budget even at its lowest quality, its row shows the "
+        "smallest file it can write (bits above the budget) and a note says on how many images.",
         "",
     ]
     head = ("| method | M | setting | S | bits raw | bits coded | bpp | PSNR dB | SSIM | MS-SSIM | LPIPS | "
@@ -542,6 +545,7 @@ def write_plots(doc: dict, out: Path) -> list[Path]:
 
 def _matplotlib_png(doc: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -549,6 +553,9 @@ def _matplotlib_png(doc: dict, path: Path) -> None:
     sets = [s for s in doc["sets"] if any(r["set"] == s for r in doc["rows"])]
     fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(6.5 * max(1, len(sets)), 5), sharey=True, squeeze=False)
     markers = "osD^vP*Xh"
+    names = sorted({r["name"] for r in doc["rows"]})
+    colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    dashes = {}
     for ax, s in zip(axes[0], sets):
         rows = [r for r in doc["rows"] if r["set"] == s and r.get("psnr") is not None]
         groups: dict[tuple, list] = {}
@@ -559,9 +566,19 @@ def _matplotlib_png(doc: dict, path: Path) -> None:
             rs = sorted(rs, key=lambda r: r["bpp"])
             sweep = rs[0].get("setting_kind") == "quality"
             label = f"{name} sweep {tag}px" if sweep else (name if tag == "tokens" else f"{name} at token bits")
-            ax.plot([r["bpp"] for r in rs], [r["psnr"] for r in rs], ls=":" if sweep else "none",
-                    marker=markers[i % len(markers)], ms=4 if sweep else 8, label=label, alpha=0.6 if sweep else 0.95)
+            ls = dashes.setdefault(tag, [":", "--", "-.", "-"][len(dashes) % 4]) if sweep else "none"
+            ax.plot([r["bpp"] for r in rs], [r["psnr"] for r in rs], ls=ls, color=colour[name],
+                    marker=markers[names.index(name) % len(markers)] if not sweep else ".",
+                    ms=3 if sweep else (9 if tag == "tokens" else 6), label=label,
+                    alpha=0.55 if sweep else 0.95, mfc="none" if tag == "budget" else None)
+        for r in rows:
+            if r.get("setting_kind") == "tokens":
+                ax.annotate(f"M={r['M']}", (r["bpp"], r["psnr"]), textcoords="offset points", xytext=(7, -3),
+                            fontsize=6, color=colour[r["name"]])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([t for t in (0.1, 0.2, 0.5, 1, 2, 5) if t <= max(r["bpp"] for r in rows) * 1.2])
         ax.set_xlabel("bits per pixel")
         ax.set_title(s)
         ax.grid(alpha=0.3)
@@ -578,15 +595,16 @@ def error_analysis(name: str, set_name: str = "artworks-test", M: int | None = N
                    limit: int | None = None) -> list[dict]:
     """Per-image PSNR of one tokenizer on a set, worst first, with content statistics and a reason.
 
-    The reason is the image's most outlying content statistic (:mod:`museumtok.metrics.content`),
-    computed on the same working crop the tokenizer saw.
+    The reason is the content statistic (:mod:`museumtok.metrics.content`, on the same working crop
+    the tokenizer saw) that, weighted by its rank correlation with PSNR over the set, pushes the
+    image furthest towards a low (or, for the better half, a high) PSNR.
     """
     tok = registry.load(name)
     M = tok.check_M(M)
     r = evaluate_tokenizer(tok, set_name, M, limit=limit, per_image=True)
     x, entries = eval_batch(set_name, tok.working_size(M), limit)
     stats = [image_statistics(xi) for xi in x]
-    reasons = difficulty_reasons(stats)
+    reasons = difficulty_reasons(stats, [p["psnr"] for p in r["per_image"]])
     rows = [{"id": e.id, "title": e.title, "artist": e.artist, "psnr": p["psnr"], "ssim": p["ssim"],
              **st, "reason": why, "index": i}
             for i, (e, p, st, why) in enumerate(zip(entries, r["per_image"], stats, reasons))]
@@ -600,6 +618,29 @@ def token_patch_mse(x: torch.Tensor, x_hat: torch.Tensor, grid: tuple[int, int])
     h, w = grid
     d = (x.double() - x_hat.double()) ** 2
     return rearrange(d, "c (h p1) (w p2) -> h w (c p1 p2)", h=h, w=w).mean(-1)
+
+
+@torch.no_grad()
+def code_patches(tok, x: torch.Tensor, M: int, code: int, max_n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """§9.3 step 2: the working-image patches a token id stands for, and what it decodes to.
+
+    Encodes the (N, 3, S, S) batch ``x`` at ``M`` and returns (patches (n, 3, p, p) of the first
+    ``max_n`` positions coded ``code``, their decoded patches (n, 3, p, p)), cut with the
+    tokenizer's own token boxes (working pixels).
+    """
+    idx = tok.encode_tensor(x, M)                                  # (N, h, w) or (N, M)
+    x_hat = tok.decode_indices(idx, M).clamp(0, 1)                 # (N, 3, S, S)
+    boxes = tok.token_boxes(tuple(idx.shape[1:]), x.shape[-1]).round().long()  # (M, 4) xyxy
+    flat = idx.reshape(len(x), -1)                                 # (N, M)
+    hits = torch.nonzero(flat == code)[:max_n]                     # (n, 2): image, position
+    orig, dec = [], []
+    for i, pos in hits.tolist():
+        x0, y0, x1, y1 = boxes[pos].tolist()
+        orig.append(x[i, :, y0:y1, x0:x1])
+        dec.append(x_hat[i, :, y0:y1, x0:x1])
+    if not orig:
+        return torch.empty(0, 3, 1, 1), torch.empty(0, 3, 1, 1)
+    return torch.stack(orig), torch.stack(dec)
 
 
 def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: float = 0.5,
@@ -618,5 +659,5 @@ def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: 
 
 
 __all__ = ["BenchError", "BenchResult", "Job", "run_bench", "plan", "validate", "render_markdown", "write_plots",
-           "rd_figure", "error_analysis", "token_patch_mse", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
+           "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
            "DEFAULT_SETS", "DEFAULT_OUT"]

@@ -235,3 +235,32 @@ def codebook_usage_figure(counts, title: str | None = None, sort: bool = True) -
         xaxis_title="code rank (most used first)" if sort else "code index", yaxis_title="uses",
         bargap=0, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
+
+
+def interact_or_call(**widgets):
+    """``ipywidgets.interact`` as a decorator, except in fast mode (the notebook tests).
+
+    There the function runs once with each widget's current value (a list or tuple stands for its
+    first item) and its result is displayed, with no widget comm: nbclient can block forever on
+    cells whose widgets display output (jupyter/nbclient#312), which would stall the test suite.
+    """
+    from .paths import fast_mode
+
+    def deco(fn):
+        if not fast_mode():
+            from ipywidgets import interact
+
+            return interact(**widgets)(fn)
+        from IPython.display import display
+
+        def value(w):
+            if isinstance(w, (list, tuple)):
+                return w[0]
+            return getattr(w, "value", w)
+
+        out = fn(**{k: value(w) for k, w in widgets.items()})
+        if out is not None:
+            display(out)
+        return fn
+
+    return deco

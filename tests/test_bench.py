@@ -12,7 +12,7 @@ from museumtok.cli import main
 from museumtok.evaluate import evaluate_tokenizer, image_metrics
 from museumtok.metrics import mse
 from museumtok.metrics.content import (colourfulness, difficulty_reasons, edge_density, hf_energy,
-                                       image_statistics, sobel_magnitude)
+                                       image_statistics, sobel_magnitude, spearman)
 
 SETS = ["kodak", "artworks-test"]
 
@@ -142,6 +142,26 @@ def test_difficulty_reasons_name_the_outlying_statistic():
     assert difficulty_reasons([{"a": 1.0}, {"a": 1.0}]) == ["typical content"] * 2
 
 
+def test_difficulty_reasons_weighted_by_correlation_with_psnr():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.rand(12, generator=g).tolist()
+    colour = torch.rand(12, generator=g).tolist()
+    psnr = [30 - 10 * e for e in edges]                    # edges alone decide the PSNR
+    stats = [{"edge_density": e, "colourfulness": c} for e, c in zip(edges, colour)]
+    reasons = difficulty_reasons(stats, psnr)
+    worst, best = min(range(12), key=psnr.__getitem__), max(range(12), key=psnr.__getitem__)
+    assert reasons[worst].startswith("many edges") and "ρ(PSNR, edge_density) = -1.00" in reasons[worst]
+    assert reasons[best].startswith("few edges")
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    a = [3.0, 1.0, 2.0, 2.0, 5.0, 4.0, 0.5]
+    b = [1.0, 2.0, 2.0, 3.0, 9.0, 4.0, 1.0]
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+
+
 def test_collapse_check_and_patch_mse():
     K = 64
     assert not collapse_check(torch.arange(K).repeat(10), K)["collapsed"]
@@ -157,3 +177,86 @@ def test_error_analysis_ranks_worst_first(data_available):
     rows = error_analysis(name, "artworks-test", limit=3)
     assert [r["psnr"] for r in rows] == sorted(r["psnr"] for r in rows)
     assert all(r["reason"] and set(image_statistics(torch.zeros(3, 16, 16))) <= set(r) for r in rows)
+
+
+def test_interact_or_call_runs_once_in_fast_mode(monkeypatch):
+    from ipywidgets import IntSlider
+
+    from museumtok.viz import interact_or_call
+
+    monkeypatch.setenv("MUSEUMTOK_FAST", "1")
+    seen = []
+
+    @interact_or_call(n=IntSlider(value=3, min=0, max=9), name=["a", "b"])
+    def f(n, name):
+        seen.append((n, name))
+
+    assert seen == [(3, "a")] and callable(f)
+
+
+# ---- entries the bench has not met yet: a fixed-rate codec, a tokenizer with an entropy coder -----
+class FixedRateCodec:
+    """A codec with no quality knob (like a learned codec trained at one λ): PNG of a 4×-downsampled image."""
+
+    name = "fixed"
+
+    def compress(self, x):
+        import io
+
+        from museumtok.codecs.base import EncodedImage
+        from museumtok.data.images import tensor_to_pil
+
+        buf = io.BytesIO()
+        small = torch.nn.functional.avg_pool2d(x[None], 4)[0]
+        tensor_to_pil(small).save(buf, format="PNG")
+        return EncodedImage(buf.getvalue(), "fixed", x.shape[-2], x.shape[-1])
+
+    def decompress(self, enc):
+        import io
+
+        from PIL import Image
+
+        from museumtok.data.images import pil_to_tensor
+
+        x = pil_to_tensor(Image.open(io.BytesIO(enc.data)))
+        return torch.nn.functional.interpolate(x[None], scale_factor=4, mode="nearest")[0]
+
+
+def _coded_tokenizer_class():
+    from museumtok.metrics import code_counts, entropy_bits
+    from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer
+
+    class CodedLloyd(LloydPatchTokenizer):
+        """Lloyd patches whose indices are 'entropy coded' at their empirical entropy per image."""
+
+        def entropy_bits(self, indices):
+            return indices.numel() * entropy_bits(code_counts(indices, self.K))
+
+    return CodedLloyd
+
+
+CodedLloyd = _coded_tokenizer_class()
+
+
+def test_new_kinds_of_entries(data_available, tmp_path, monkeypatch):
+    registry.entries()
+    monkeypatch.setitem(registry.REGISTRY, "fixed-codec", registry.RegistryEntry(
+        name="fixed-codec", kind="codec", target=f"{__name__}:FixedRateCodec", description="test", chapter="5"))
+    monkeypatch.setitem(registry.REGISTRY, "coded-lloyd", registry.RegistryEntry(
+        name="coded-lloyd", kind="tokenizer", target=f"{__name__}:CodedLloyd", description="test", chapter="4.1",
+        supported_M=(64,), default_M=64, kwargs={"K": 16, "sizes": (64,)}))
+    monkeypatch.setattr(registry, "_CACHE", {})
+    res = run_bench(["kodak"], names=["coded-lloyd", "fixed-codec"], limit=2, out=tmp_path, progress=False,
+                    fast=True, plots=False)
+    assert not res.errors, res.errors
+    tok_row = next(r for r in res.rows if r["name"] == "coded-lloyd")
+    tok = registry.load("coded-lloyd")
+    from museumtok.data.dataset import eval_batch
+
+    x, _ = eval_batch("kodak", 64, 2)
+    coded = [tok.entropy_bits(i) for i in tok.encode_tensor(x, 64)]
+    assert tok_row["bits_coded"] == pytest.approx(sum(coded) / 2) and tok_row["bits_raw"] == 64 * 4
+    assert tok_row["bpp"] == pytest.approx(tok_row["bits_coded"] / 64**2)
+    fixed = [r for r in res.rows if r["name"] == "fixed-codec"]
+    assert [r["setting_kind"] for r in fixed] == ["fixed"] and fixed[0]["size"] == 64
+    assert fixed[0]["bits"] == pytest.approx(sum(p["bits"] for p in fixed[0]["per_image"]) / 2)

@@ -98,17 +98,55 @@ def zscores(stats: list[dict[str, float]]) -> list[dict[str, float]]:
     return out
 
 
-def difficulty_reasons(stats: list[dict[str, float]], min_sigma: float = 0.5) -> list[str]:
-    """A short reason per image: its most outlying statistic in words, e.g. "many edges (+1.7σ)".
+def spearman(a, b) -> float:
+    """Spearman's rank correlation ρ (average ranks for ties), as ``scipy.stats.spearmanr``."""
+    def ranks(v):
+        v = np.asarray(v, dtype=np.float64)
+        order = v.argsort(kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(1, len(v) + 1)
+        for u in np.unique(v):  # ties share their mean rank
+            m = v == u
+            r[m] = r[m].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float((ra**2).sum() * (rb**2).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else 0.0
 
-    "typical content" when no statistic is at least ``min_sigma`` standard deviations from the mean.
+
+def _label(k: str, z: float) -> str:
+    hi, lo = STAT_LABELS.get(k, (f"high {k}", f"low {k}"))
+    return f"{hi if z > 0 else lo} ({z:+.1f}σ)"
+
+
+def difficulty_reasons(stats: list[dict[str, float]], quality: list[float] | None = None,
+                       min_score: float = 0.3) -> list[str]:
+    """A short reason per image from its content statistics, e.g. "many edges (+1.7σ)".
+
+    Without ``quality``: the image's most outlying statistic (largest |z|, at least ``min_score`` σ).
+    With ``quality`` (e.g. per-image PSNR): each statistic k is weighted by its Spearman correlation
+    ρ_k with quality over the set, and score_k = −ρ_k·z_k says how much k pushes the image towards a
+    low score. An image below the median quality gets the statistic with the largest score (what
+    makes it hard), one above gets the smallest (what makes it easy); "typical content" when no
+    |score| reaches ``min_score``.
     """
-    reasons = []
-    for z in zscores(stats):
-        k = max(z, key=lambda s: abs(z[s])) if z else None
-        if k is None or abs(z[k]) < min_sigma:
-            reasons.append("typical content")
-            continue
-        hi, lo = STAT_LABELS.get(k, (f"high {k}", f"low {k}"))
-        reasons.append(f"{hi if z[k] > 0 else lo} ({z[k]:+.1f}σ)")
-    return reasons
+    zs = zscores(stats)
+    if quality is None:
+        out = []
+        for z in zs:
+            k = max(z, key=lambda s: abs(z[s])) if z else None
+            out.append("typical content" if k is None or abs(z[k]) < min_score else _label(k, z[k]))
+        return out
+    keys = list(stats[0]) if stats else []
+    rho = {k: spearman([s[k] for s in stats], quality) for k in keys}
+    med = float(np.median(quality))
+    out = []
+    for z, q in zip(zs, quality):
+        score = {k: -rho[k] * z[k] for k in keys}
+        k = (max if q < med else min)(score, key=score.get) if score else None
+        if k is None or abs(score[k]) < min_score:
+            out.append("typical content")
+        else:
+            out.append(f"{_label(k, z[k])}; ρ(PSNR, {k}) = {rho[k]:+.2f}")
+    return out
