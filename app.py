@@ -14,6 +14,7 @@ import os
 import gradio as gr
 
 from museumtok.app import callbacks as cb
+from museumtok.app import codebook as cbh
 from museumtok.paths import cache_dir, image_roots
 
 INTRO = """# museumtok
@@ -51,6 +52,10 @@ def tokenize_tab():
                 webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
             grid = gr.Plot(label="Token grid (hover: token and patch)")
             budget = gr.Plot(label="Context budget")
+            with gr.Accordion("Codebook health (usage, perplexity, dead codes)", open=False):
+                health_run = gr.Button("Check the codebook on this image", elem_id="codebook-health")
+                health_md = gr.Markdown()
+                health_plot = gr.Plot(label="Code usage, most used first")
 
     def run_tokenize(source, name, M, ctx, txt):
         r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
@@ -71,6 +76,12 @@ def tokenize_tab():
         run_tokenize, inputs, outputs, api_name=False)
     upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")
     run.click(run_tokenize, inputs, outputs, api_name="tokenize")
+
+    def run_health(source, name, M):
+        r = cbh.codebook_health(source, name, M)
+        return r.figure, cbh.health_markdown(r)
+
+    health_run.click(run_health, [upload, tokenizer, m], [health_plot, health_md], api_name="codebook_health")
 
 
 def budget_tab():

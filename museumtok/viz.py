@@ -206,3 +206,32 @@ def patch_codebook_image(codebook: torch.Tensor, patch: int, columns: int = 32, 
         canvas[:, r * (patch + 1): r * (patch + 1) + patch, c * (patch + 1): c * (patch + 1) + patch] = tiles[k]
     img = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+# ----------------------------------------------------------------------------- §4.3: codebook health
+
+
+def codebook_usage_figure(counts, title: str | None = None, sort: bool = True) -> go.Figure:
+    """How often each of the K codes is used: a bar per code, most used first when ``sort``.
+
+    Used by the app's codebook-health panel and the VQ-VAE notebook. The title reports perplexity
+    exp H(p̂) (K under uniform use, 1 under collapse), codes used and dead codes.
+    """
+    from .metrics import codebook_stats
+
+    c = torch.as_tensor(counts).long().reshape(-1)
+    st = codebook_stats(c, len(c), counts=True)
+    order = torch.argsort(c, descending=True, stable=True) if sort else torch.arange(len(c))
+    y = c[order].numpy()
+    x = np.arange(len(c)) if sort else order.numpy()
+    hover = [f"code {int(k)}: used {int(v)}×" for k, v in zip(order.tolist(), y.tolist())]
+    fig = go.Figure(go.Bar(x=x, y=y, hovertext=hover, hoverinfo="text", marker_color="#1f77b4",
+                           marker_line_width=0))
+    if st.n:
+        fig.add_hline(y=st.n / len(c), line_dash="dot", annotation_text="uniform use",
+                      annotation_position="top right")
+    fig.update_layout(
+        title=title or f"perplexity {st.perplexity:.1f} of K={st.K} · {st.used} codes used · {st.dead} dead",
+        xaxis_title="code rank (most used first)" if sort else "code index", yaxis_title="uses",
+        bargap=0, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
