@@ -264,3 +264,28 @@ def interact_or_call(**widgets):
         return fn
 
     return deco
+
+
+# ----------------------------------------------------------------------------- §5.4: resampler attention
+
+
+def attention_overlay(image: torch.Tensor, amap: torch.Tensor, strength: float = 0.8) -> Image.Image:
+    """One latent's attention (h, w) over an image (3, S, S) in [0, 1]: the image dimmed where the
+    latent does not look (the map is upsampled with nearest neighbours and scaled to its maximum)."""
+    S = image.shape[-1]
+    a = torch.nn.functional.interpolate(amap[None, None].float(), size=(S, S), mode="nearest")[0, 0]
+    a = a / a.max().clamp_min(1e-12)
+    out = image.float() * (1 - strength + strength * a)
+    return Image.fromarray((out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def attention_mosaic(image: torch.Tensor, maps: torch.Tensor, columns: int = 8, scale: int = 2) -> Image.Image:
+    """All M attention maps (M, h, w) as overlays on the image (3, S, S), row-major, token 0 top left."""
+    tiles = [attention_overlay(image, a) for a in maps]
+    S = image.shape[-1]
+    rows = -(-len(tiles) // columns)
+    canvas = Image.new("RGB", (columns * (S + 2), rows * (S + 2)), "white")
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas.paste(t, (c * (S + 2), r * (S + 2)))
+    return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
