@@ -14,6 +14,7 @@ import os
 import gradio as gr
 
 from museumtok.app import callbacks as cb
+from museumtok.app import codebook as cbh
 from museumtok.paths import cache_dir, image_roots
 
 INTRO = """# museumtok
@@ -51,6 +52,10 @@ def tokenize_tab():
                 webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
             grid = gr.Plot(label="Token grid (hover: token and patch)")
             budget = gr.Plot(label="Context budget")
+            with gr.Accordion("Codebook health (usage, perplexity, dead codes)", open=False):
+                health_run = gr.Button("Check the codebook on this image", elem_id="codebook-health")
+                health_md = gr.Markdown()
+                health_plot = gr.Plot(label="Code usage, most used first")
 
     def run_tokenize(source, name, M, ctx, txt):
         r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
@@ -71,6 +76,12 @@ def tokenize_tab():
         run_tokenize, inputs, outputs, api_name=False)
     upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")
     run.click(run_tokenize, inputs, outputs, api_name="tokenize")
+
+    def run_health(source, name, M):
+        r = cbh.codebook_health(source, name, M)
+        return r.figure, cbh.health_markdown(r)
+
+    health_run.click(run_health, [upload, tokenizer, m], [health_plot, health_md], api_name="codebook_health")
 
 
 def budget_tab():
@@ -150,11 +161,46 @@ def chat_tab():
     audit_btn.click(ch.audit_file, sid, audit, api_name="chat_audit")
 
 
+def codec_tab():
+    from museumtok.app import codecs as cc
+
+    choices = cc.codec_choices()
+    gr.Markdown("Learned codecs write real bitstreams (§5): M does not apply, the rate is set by the checkpoint's λ.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
+                             elem_id="codec-upload")
+            codec = gr.Dropdown(choices, value=choices[-1] if choices else None, label="Codec", elem_id="codec")
+            size = gr.Dropdown(list(cc.CODEC_SIZES), value=512, label="Centre crop (px)")
+            run = gr.Button("Compress", variant="primary", elem_id="codec-run")
+        with gr.Column(scale=2):
+            notes = gr.Markdown()
+            with gr.Row():
+                original = gr.Image(label="Original crop", type="pil", interactive=False)
+                recon = gr.Image(label="Decoded from the bytes", type="pil", interactive=False)
+                bmap = gr.Image(label="Bits per pixel", type="pil", interactive=False)
+            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (JPEG/WebP at the same bits)",
+                                   interactive=False, wrap=True)
+            with gr.Row():
+                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
+                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
+
+    def run_codec(source, name, px):
+        r = cc.compress_image(source, name, px or 512)
+        return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
+                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"))
+
+    run.click(run_codec, [upload, codec, size], [notes, original, recon, bmap, metrics, jpeg, webp],
+              api_name="compress")
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="museumtok") as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Tokenize"):
             tokenize_tab()
+        with gr.Tab("Codecs"):
+            codec_tab()
         with gr.Tab("Context budget"):
             budget_tab()
         with gr.Tab("Chat"):

@@ -7,6 +7,8 @@
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
+    museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
+    museumtok bench [--sets ...] [--names ...] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
     museumtok llm {convert, serve, ask IMAGE Q, cost}  the chat LLM (§6, §8)
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
@@ -181,6 +183,66 @@ def _errata(sub):
         return 0
 
     p.set_defaults(func=run)
+
+
+@subcommand
+def _eval(sub):
+    p = sub.add_parser("eval", help="evaluations: `eval rd` (rate–distortion with real bitstreams)")
+    esub = p.add_subparsers(dest="eval_cmd", required=True)
+    r = esub.add_parser("rd", help="RD curves of the learned codecs, JPEG/WebP and tokenizers; BD-rate vs JPEG")
+    r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
+    r.add_argument("--limit", type=int, default=None, help="only the first N images")
+    r.add_argument("--out", type=Path, default=Path("results"), help="folder for rd_<set>.json/.html/.png")
+    r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all bundled)")
+    r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
+
+    def run(args):
+        from .cards import markdown_table
+        from .rd import run_rd, summary_table, write_rd
+
+        split = (lambda v: None if v is None else [s for s in v.split(",") if s.strip()])
+        res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True)
+        for path in write_rd(res, args.out):
+            print(f"wrote {path}")
+        print(markdown_table(summary_table(res)))
+        print(markdown_table(res["bd_vs_jpeg"], floatfmt=".2f"))
+        return 0
+
+    r.set_defaults(func=run)
+
+
+@subcommand
+def _bench(sub):
+    p = sub.add_parser("bench", help="one table of every registry tokenizer and codec (JSON, Markdown, plots)")
+    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                   help="evaluation sets (default: kodak artworks-test)")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="registry names (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/bench)")
+    p.add_argument("--fast", action="store_true", help="2 images per set (also MUSEUMTOK_FAST=1)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        from .bench import DEFAULT_SETS, run_bench
+
+        res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
+                        progress=not args.quiet, plots=not args.no_plots,
+                        command="python -m museumtok " + " ".join(sys.argv[1:] if argv_is_cli() else ["bench"]))
+        print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
+              f"-> {res.md_path}", file=sys.stderr)
+        for s in res.skipped:
+            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        for e in res.errors:
+            print(f"error {e['key']}: {e['error']}", file=sys.stderr)
+        return 1 if res.errors else 0
+
+    p.set_defaults(func=run)
+
+
+def argv_is_cli() -> bool:
+    """True when this process was started as ``museumtok ...`` / ``python -m museumtok ...``."""
+    return len(sys.argv) > 1 and sys.argv[1] == "bench"
 
 
 @subcommand

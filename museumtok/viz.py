@@ -151,3 +151,141 @@ def errata_arithmetic_figure(errata) -> go.Figure:
     fig.update_layout(barmode="group", height=120 + 38 * len(rows), margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title="The review's numbers against their recomputation", legend={"orientation": "h"})
     return fig
+
+
+# ----------------------------------------------------------------------------- curves and codebooks
+
+
+def lines_figure(series: dict, x_title: str, y_title: str, title: str = "", log_x: bool = False,
+                 markers: bool = True, height: int = 380) -> go.Figure:
+    """One line per named series; ``series`` maps a name to (xs, ys) or (xs, ys, hover_texts)."""
+    fig = go.Figure()
+    for name, s in series.items():
+        xs, ys = list(s[0]), list(s[1])
+        text = list(s[2]) if len(s) > 2 else None
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, text=text, mode="lines+markers" if markers else "lines",
+                                 hovertemplate=("%{text}<br>" if text else "") + f"{x_title} %{{x:.4g}}<br>{y_title} %{{y:.4g}}"))
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, height=height,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def voronoi_figure(z: torch.Tensor, codebook: torch.Tensor, title: str = "", resolution: int = 200) -> go.Figure:
+    """2-D points, their codes and the Voronoi cells (each pixel coloured by its nearest code)."""
+    from .quantize.lloyd import nearest
+
+    lo = torch.minimum(z.min(0).values, codebook.min(0).values) - 0.3
+    hi = torch.maximum(z.max(0).values, codebook.max(0).values) + 0.3
+    gx = torch.linspace(float(lo[0]), float(hi[0]), resolution)
+    gy = torch.linspace(float(lo[1]), float(hi[1]), resolution)
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1).reshape(-1, 2)  # (R·R, 2)
+    cell = nearest(grid, codebook)[0].reshape(resolution, resolution)
+    K = codebook.shape[0]
+    fig = go.Figure(go.Heatmap(x=gx.numpy(), y=gy.numpy(), z=cell.numpy(), colorscale="Turbo", showscale=False,
+                               opacity=0.35, hoverinfo="skip", zmin=0, zmax=max(K - 1, 1)))
+    fig.add_trace(go.Scattergl(x=z[:, 0].numpy(), y=z[:, 1].numpy(), mode="markers", name="vectors z",
+                               marker={"size": 3, "color": "#333"}))
+    fig.add_trace(go.Scatter(x=codebook[:, 0].numpy(), y=codebook[:, 1].numpy(), mode="markers", name="codes e_k",
+                             marker={"size": 11, "color": "white", "line": {"width": 2, "color": "black"}, "symbol": "x"}))
+    fig.update_layout(title=title, height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.1})
+    fig.update_yaxes(scaleanchor="x")
+    return fig
+
+
+def patch_codebook_image(codebook: torch.Tensor, patch: int, columns: int = 32, scale: int = 2) -> Image.Image:
+    """A (K, 3·p·p) RGB patch codebook as one mosaic image, most-used order left to right as given."""
+    K = codebook.shape[0]
+    rows = -(-K // columns)
+    tiles = codebook.clamp(0, 1).reshape(K, 3, patch, patch)
+    canvas = torch.ones(3, rows * (patch + 1), columns * (patch + 1))
+    for k in range(K):
+        r, c = divmod(k, columns)
+        canvas[:, r * (patch + 1): r * (patch + 1) + patch, c * (patch + 1): c * (patch + 1) + patch] = tiles[k]
+    img = Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+
+
+# ----------------------------------------------------------------------------- §4.3: codebook health
+
+
+def codebook_usage_figure(counts, title: str | None = None, sort: bool = True) -> go.Figure:
+    """How often each of the K codes is used: a bar per code, most used first when ``sort``.
+
+    Used by the app's codebook-health panel and the VQ-VAE notebook. The title reports perplexity
+    exp H(p̂) (K under uniform use, 1 under collapse), codes used and dead codes.
+    """
+    from .metrics import codebook_stats
+
+    c = torch.as_tensor(counts).long().reshape(-1)
+    st = codebook_stats(c, len(c), counts=True)
+    order = torch.argsort(c, descending=True, stable=True) if sort else torch.arange(len(c))
+    y = c[order].numpy()
+    x = np.arange(len(c)) if sort else order.numpy()
+    hover = [f"code {int(k)}: used {int(v)}×" for k, v in zip(order.tolist(), y.tolist())]
+    fig = go.Figure(go.Bar(x=x, y=y, hovertext=hover, hoverinfo="text", marker_color="#1f77b4",
+                           marker_line_width=0))
+    if st.n:
+        fig.add_hline(y=st.n / len(c), line_dash="dot", annotation_text="uniform use",
+                      annotation_position="top right")
+    fig.update_layout(
+        title=title or f"perplexity {st.perplexity:.1f} of K={st.K} · {st.used} codes used · {st.dead} dead",
+        xaxis_title="code rank (most used first)" if sort else "code index", yaxis_title="uses",
+        bargap=0, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def interact_or_call(**widgets):
+    """``ipywidgets.interact`` as a decorator, except in fast mode (the notebook tests).
+
+    There the function runs once with each widget's current value (a list or tuple stands for its
+    first item) and its result is displayed, with no widget comm: nbclient can block forever on
+    cells whose widgets display output (jupyter/nbclient#312), which would stall the test suite.
+    """
+    from .paths import fast_mode
+
+    def deco(fn):
+        if not fast_mode():
+            from ipywidgets import interact
+
+            return interact(**widgets)(fn)
+        from IPython.display import display
+
+        def value(w):
+            if isinstance(w, (list, tuple)):
+                return w[0]
+            return getattr(w, "value", w)
+
+        out = fn(**{k: value(w) for k, w in widgets.items()})
+        if out is not None:
+            display(out)
+        return fn
+
+    return deco
+
+
+# ----------------------------------------------------------------------------- §5.4: resampler attention
+
+
+def attention_overlay(image: torch.Tensor, amap: torch.Tensor, strength: float = 0.8) -> Image.Image:
+    """One latent's attention (h, w) over an image (3, S, S) in [0, 1]: the image dimmed where the
+    latent does not look (the map is upsampled with nearest neighbours and scaled to its maximum)."""
+    S = image.shape[-1]
+    a = torch.nn.functional.interpolate(amap[None, None].float(), size=(S, S), mode="nearest")[0, 0]
+    a = a / a.max().clamp_min(1e-12)
+    out = image.float() * (1 - strength + strength * a)
+    return Image.fromarray((out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def attention_mosaic(image: torch.Tensor, maps: torch.Tensor, columns: int = 8, scale: int = 2) -> Image.Image:
+    """All M attention maps (M, h, w) as overlays on the image (3, S, S), row-major, token 0 top left."""
+    tiles = [attention_overlay(image, a) for a in maps]
+    S = image.shape[-1]
+    rows = -(-len(tiles) // columns)
+    canvas = Image.new("RGB", (columns * (S + 2), rows * (S + 2)), "white")
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas.paste(t, (c * (S + 2), r * (S + 2)))
+    return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)

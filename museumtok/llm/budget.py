@@ -48,6 +48,11 @@ class ContextBudget:
         room = self.context - self.text_tokens - self.reserve_answer - self.images * self.delimiters
         return max(0, room // max(1, self.images))
 
+    def max_images(self) -> int:
+        """Most images of this M that still fit beside this text (0 if none does)."""
+        room = self.context - self.text_tokens - self.reserve_answer
+        return max(0, room // (self.M + self.delimiters))
+
     def summary(self) -> str:
         verdict = "fits" if self.fits else f"overflows by {-self.free} tokens"
         return (f"{self.images} image(s) × ({self.M}+{self.delimiters}) = {self.image_tokens} image tokens, "
