@@ -121,6 +121,27 @@ assert torch.allclose(a, b, atol=1e-5)
 print("soft prefix == token prefix: max |Δlogit| =", float((a - b).abs().max()))
 
 # %% [markdown]
+# The soft tokens themselves come from the Perceiver Resampler of §5.4 (`museumtok.models.resampler`):
+# N patch features in, M latents out, then one linear map to the LLM width (`soft_tokens`). Untrained
+# here, so only the shapes and the plumbing are real: N = 256 pixel patches become M = 16 vectors,
+# 16 positions of the LLM's context instead of 256.
+
+# %%
+from einops import rearrange
+
+from museumtok.models.resampler import PerceiverResampler
+
+x = tok.encode(image, 256).working.x                                             # (3, 128, 128)
+patches = rearrange(x, "c (h p) (w q) -> 1 (h w) (p q c)", p=8, q=8)            # (1, 256, 192)
+resampler = PerceiverResampler(dim=96, num_latents=16, input_dim=192).eval()
+with torch.no_grad():
+    soft16 = resampler.soft_tokens(patches, llm_width=tiny.config.hidden_size)[0]  # (16, 64)
+    emb = soft_prefix_embeds(tiny, pre, soft16, suf)                              # (1, 3 + 16 + 2, 64)
+    next_id = int(tiny(inputs_embeds=emb).logits[0, -1].argmax())
+assert patches.shape == (1, 256, 192) and emb.shape == (1, len(pre) + 16 + len(suf), 64)
+print(f"{patches.shape[1]} patches -> {soft16.shape[0]} soft tokens of width {soft16.shape[1]}; next token id {next_id}")
+
+# %% [markdown]
 # ## 3. What a prompt costs (§6.2)
 #
 # Per layer, for n tokens (n = M + L: image plus text), counting 2 FLOPs per multiply-add:

@@ -459,3 +459,17 @@ def test_retrieval_finds_perturbed_catalog_works(data_available):
     other = index.query(perturb(img, "jpeg", rng), exclude=entries[0].id)
     assert own.score > other.score and own.entry is not None and own.card.startswith(entries[0].title)
     assert index.query(img, threshold=1.01).entry is None
+
+
+def test_resampler_soft_tokens_feed_the_llm():
+    from museumtok.models.resampler import PerceiverResampler
+
+    model = tiny_llama(vocab_size=40)
+    resampler = PerceiverResampler(dim=32, num_latents=8, input_dim=48).eval()
+    feats = torch.randn(1, 100, 48, generator=torch.Generator().manual_seed(0))     # (B, N, D_in)
+    with torch.no_grad():
+        soft = resampler.soft_tokens(feats, llm_width=64)                           # (1, 8, 64)
+        emb = soft_prefix_embeds(model, torch.tensor([1, 2]), soft, torch.tensor([3]))
+        out = model(inputs_embeds=emb)
+    assert soft.shape == (1, 8, 64) and emb.shape == (1, 2 + 8 + 1, 64)
+    assert torch.isfinite(out.logits).all()
