@@ -473,3 +473,11 @@ def test_resampler_soft_tokens_feed_the_llm():
         out = model(inputs_embeds=emb)
     assert soft.shape == (1, 8, 64) and emb.shape == (1, 2 + 8 + 1, 64)
     assert torch.isfinite(out.logits).all()
+
+
+def test_http_token_estimate_is_conservative_for_image_text():
+    v = ImageVocab.for_tokenizer("lloyd-patch-k1024", 1024)
+    text = v.to_text(torch.arange(64))
+    http = HTTPBackend("http://127.0.0.1:9/v1")
+    assert http.count_tokens(text) >= 6 * 64          # a server BPE splits each image word into pieces
+    assert http.count_tokens("What colours dominate?") >= 4
