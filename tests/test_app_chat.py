@@ -93,3 +93,55 @@ def test_recognised_artwork_gets_its_card(echo_backend, artwork_path, tmp_path, 
     v2 = ch.load_image_for_chat(str(noise), "lloyd-patch-k256", 64, sid=v.sid, recognise=True)
     assert "not in the catalog" in v2.notice and "fallback" in v2.notice and "Catalog card" not in v2.sees
     assert ch._SESSIONS[v.sid].backend is ch.FALLBACK.get()[0]
+
+
+@pytest.fixture(scope="module")
+def echo_app(tmp_path_factory):
+    """The real app with the echo backend (``--llm echo``) on a free loopback port."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = tmp_path_factory.mktemp("echo_app")
+    env = dict(os.environ, PYTHONPATH=str(root), GRADIO_ANALYTICS_ENABLED="False", MUSEUMTOK_CACHE=str(d / "cache"))
+    with open(d / "app.log", "w") as fh:
+        proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(port), "--llm", "echo"],
+                                cwd=root, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while True:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"app did not start:\n{(d / 'app.log').read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_chat_endpoints_on_the_running_app(echo_app, image_file):
+    from gradio_client import Client, handle_file
+
+    c = Client(echo_app, verbose=False)
+    out = c.predict(handle_file(image_file), "lloyd-patch-k256", 64, 2048, False, api_name="/chat_load")
+    history, sees, notice = out[0], out[1], out[4]
+    assert history == [] and "<image>" in sees and "New image: 64 tokens" in notice
+    out = c.predict("Which colours?", [], 2048, api_name="/chat_ask")
+    assert "I see 64 image tokens" in str(out[0][-1]["content"]) and "time to first token" in out[4]
+    log = c.predict(api_name="/chat_audit")
+    assert sum(1 for line in open(log) if '"image_token"' in line) == 64
