@@ -1,12 +1,12 @@
 """Image tokens as LLM vocabulary (review §3.3, §8: ``<v312>``, ``<image>`` … ``</image>``).
 
-    codebook index k  <->  text "<v312>" (or "<lp1024:v312>", namespaced)  <->  LLM token id
+    codebook index k  <->  text "<v312>" (or "<lloyd-patch-k1024:v312>", namespaced)  <->  LLM token id
 
 One :class:`ImageVocab` per tokenizer. Its tokens are namespaced by the tokenizer (``<ns:vK>``),
 so two tokenizers' index 312 never share an embedding row; ``<image>`` and ``</image>`` are shared.
 
     vocab = ImageVocab.for_tokenizer("lloyd-patch-k1024", K=1024)
-    text = vocab.to_text(t.indices)            # "<image><lp1024:v3>…</image>"   (HTTP backends)
+    text = vocab.to_text(t.indices)            # "<image><lloyd-patch-k1024:v3>…</image>" (HTTP too)
     vocab.attach(model, hf_tokenizer)          # add K+2 tokens, resize, initialise new rows
     ids = vocab.to_ids(t.indices)              # (M+2,) LLM token ids
     vocab.from_ids(ids) == t.indices.flatten() # exact round trip; from_text likewise
@@ -34,7 +34,7 @@ class VocabError(ValueError):
 
 
 def namespace_for(tokenizer_name: str) -> str:
-    """A short namespace from a registry name: "lloyd-patch-k1024" -> "lloyd-patch-k1024".
+    """The namespace of a registry name: the name itself ("lloyd-patch-k1024"), made pattern-safe.
 
     Registry names are already short and unique; only characters that would break the token
     pattern are replaced."""
