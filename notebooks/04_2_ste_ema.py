@@ -182,12 +182,14 @@ assert torch.allclose(sgd, gamma_k[:, None] * codes + (1 - gamma_k[:, None]) * m
 #
 # N_k ← γ N_k + (1 − γ) n_k,  m_k ← γ m_k + (1 − γ) Σ_{i: k_i=k} z_i,  e_k = m_k / Ñ_k,
 #
-# with **Laplace smoothing** Ñ_k = (N_k + ε)/(n + K ε) · n, n = Σ_k N_k, so that a code whose
-# running count has decayed to zero does not divide by zero. The difference matters: Alg. 1 gives a
+# and implementations (DeepMind's Sonnet `VectorQuantizerEMA`, vector-quantize-pytorch) add
+# **Laplace smoothing** of the counts, Ñ_k = (N_k + ε)/(n + K ε) · n, n = Σ_k N_k, so that a code
+# whose running count has decayed to zero does not divide by zero (the paper's equations divide by
+# N_k itself). The difference matters: Alg. 1 gives a
 # batch in which a code won one vector the same weight as one in which it won a thousand; the
 # running counts weigh each batch by what the code actually saw. The two agree exactly when the
 # running count equals this batch's count (and ε → 0). `VectorQuantizer(ema=True)` implements the
-# paper's form, the review's ε included as the Laplace ε; we check it and the agreement.
+# paper's form with the smoothing (the review's ε becomes the Laplace ε); we check it and the agreement.
 
 # %%
 vq = VectorQuantizer(D, K, ema=True, decay=gamma, eps=eps)
@@ -221,9 +223,10 @@ print("paper's EMA = Alg. 1 at steady counts ✓")
 #
 # The same 16-cluster stream, 16 codes started from a common random initialisation, trained
 # either by SGD on the codebook loss (learning rate η) or by the EMA (decay γ). Move the sliders:
-# the EMA has no learning rate to tune and cannot diverge; SGD with a large η overshoots. Both keep
-# the codes that never win anything exactly where they started — the dead codes of the next
-# section.
+# the EMA (a convex combination at every step) has no learning rate to tune and cannot diverge;
+# SGD with a large η overshoots. Neither moves a code that never wins anything towards the data:
+# SGD leaves it where it started, the EMA only lets it sink towards the origin once its decayed
+# count falls below the Laplace ε. Those are the dead codes of the next section.
 
 # %%
 init = 2 * torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
