@@ -28,7 +28,8 @@
 #   smoothing), and where the two agree;
 # - how codes die (never the nearest code of anything, so never updated) and how restarting them
 #   from current encoder outputs revives them — live, with a slider;
-# - Alg. 3 (Gumbel-softmax) step by step.
+# - Alg. 3 (Gumbel-softmax) step by step;
+# - two quantizers without a learned codebook, FSQ and LFQ, beyond the review.
 #
 # Every formula is recomputed by hand on small tensors and checked with an `assert` against
 # `museumtok.quantize`, whose `VectorQuantizer` also agrees with `vector-quantize-pytorch` (see
@@ -388,6 +389,51 @@ print("largest weight at τ = 5, 1, 0.1, 0.01:", [round(p, 4) for p in peaks])
 assert peaks == sorted(peaks) and peaks[-1] > 0.99
 
 # %% [markdown]
+# ## 5. Beyond the review: codebooks that cannot die (FSQ, LFQ)
+#
+# Two later quantizers drop the learned codebook altogether, and with it the codebook loss, the
+# EMA and the dead codes.
+#
+# **FSQ** (Mentzer et al. 2024, arXiv:2309.15505) squashes each of d channels with
+# f(z) = tanh(z + s)·h − o and rounds it (STE) to one of L_i levels; the codebook is the grid of
+# Π L_i points. **LFQ** (MAGVIT-v2, Yu et al. 2024, arXiv:2310.05737) keeps only the sign of each
+# channel — K = 2^d codes on the corners of a cube — and adds an entropy penalty,
+# E[H(q(c|z))] − H(E[q(c|z)]): confident per vector, spread over the batch.
+#
+# Below, FSQ's bound and rounding for L = 5 and L = 8 (even L is shifted by ½ so the levels stay
+# symmetric), and the round trip index → code → index on both quantizers.
+
+# %%
+from museumtok.quantize import FSQ, LFQ
+
+fsq = FSQ([8, 5, 5, 5])                                        # K = 1000, the paper's 2^10 row
+zs = torch.linspace(-4, 4, 801)[:, None].expand(-1, 4)
+fig = go.Figure()
+for ch, L in ((0, 8), (1, 5)):
+    fig.add_trace(go.Scatter(x=zs[:, ch], y=fsq.bound(zs)[:, ch], name=f"f(z), L = {L}", line=dict(dash="dot")))
+    fig.add_trace(go.Scatter(x=zs[:, ch], y=fsq.quantize(zs)[:, ch] * (L // 2), name=f"round f(z), L = {L}"))
+fig.update_layout(height=360, xaxis_title="z", yaxis_title="level", title="FSQ: bound, then round")
+fig.show()
+
+z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+out = fsq(z)
+assert torch.equal(fsq.indices_to_codes(out.indices), out.z_q)
+assert [fsq.quantize(3 * zs)[:, i].unique().numel() for i in range(4)] == [8, 5, 5, 5]   # every level reachable
+print(f"FSQ: K = {fsq.codebook_size}, batch usage {out.stats['usage']:.3f}, perplexity {out.stats['perplexity']:.1f}")
+
+lfq = LFQ(codebook_size=2 ** 8, inv_temperature=1.0)
+z = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+out = lfq(z)
+assert torch.equal(lfq.indices_to_codes(out.indices), out.z_q)
+# the entropy terms against the brute-force softmax over all 256 corners, q(c|z) ∝ exp(−‖z − c‖²/τ)
+flat = z.permute(0, 2, 3, 1).reshape(-1, 8)
+probs = torch.softmax(-torch.cdist(flat, lfq.implicit_codebook).pow(2), dim=1)
+H = lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1)  # noqa: E731
+assert abs(out.stats["per_sample_entropy"] - H(probs).mean().item()) < 1e-3
+assert abs(out.stats["batch_entropy"] - H(probs.mean(0)).item()) < 1e-3
+print({k: round(v, 3) for k, v in out.stats.items()}, "max entropy log K =", round(8 * 0.6931, 3))
+
+# %% [markdown]
 # ## Summary
 #
 # | | gradient to the encoder | codebook update | failure mode |
@@ -396,5 +442,7 @@ assert peaks == sorted(peaks) and peaks[-1] > 0.99
 # | VQ, EMA (Alg. 1, paper form) | STE + β·commitment | running mean, decay γ, Laplace ε | dead codes |
 # | + restart | same | dead codes moved onto encoder outputs | — |
 # | Gumbel (Alg. 3) | soft weights (or straight-through) | gradient through Σ w_k e_k | τ too low too early |
+# | FSQ | STE through rounding | none (fixed grid) | — (no codebook to collapse) |
+# | LFQ | STE through sign + entropy penalty | none (cube corners) | low batch entropy without the penalty |
 #
 # Notebook 04_3 trains a full VQ-VAE with these pieces; 04_4 the dVAE.
