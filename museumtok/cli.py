@@ -4,6 +4,7 @@
     museumtok data fetch [--mirror URL]         download missing catalog images (verified)
     museumtok data verify                       check every image found against its sha256
     museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
+    museumtok data catalog --folder DIR         a catalog for your own collection (DIR/artworks/*)
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
@@ -90,14 +91,27 @@ def _data(sub):
         return 1 if bad else 0
 
     v.set_defaults(func=run_verify)
-    c = dsub.add_parser("catalog", help="rebuild data/catalog.csv from a data folder (maintainers)")
-    c.add_argument("--from", dest="root", type=Path, required=True)
+    c = dsub.add_parser("catalog", help="rebuild data/catalog.csv (maintainers), or build one for your own "
+                                            "collection with --folder")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from", dest="root", type=Path, help="a data folder laid out like ../shared/data")
+    src.add_argument("--folder", type=Path, help="your collection: images in FOLDER/artworks/")
     c.add_argument("--out", type=Path, default=None)
 
     def run_catalog(args):
-        from .data.build_catalog import main
-        from .paths import CATALOG_CSV
+        from .data.build_catalog import build_from_folder, main
+        from .data.catalog import load_catalog, write_catalog
+        from .paths import CATALOG_CSV, DATA_DIR
 
+        if args.folder is not None:
+            out = args.out or args.folder / "catalog.csv"
+            kodak = load_catalog(collection="kodak", path=DATA_DIR / "catalog.csv")   # the repository's
+            entries = build_from_folder(args.folder, keep_kodak=kodak)
+            write_catalog(entries, out)
+            n_art = sum(e.collection == "artworks" for e in entries)
+            print(f"wrote {len(entries)} entries ({n_art} of yours, {len(entries) - n_art} Kodak for evaluation) "
+                  f"to {out}\nuse it with: MUSEUMTOK_DATA={args.folder} MUSEUMTOK_CATALOG={out} museumtok train ...")
+            return 0
         n = main(args.root, args.out or CATALOG_CSV)
         print(f"wrote {n} entries")
         return 0

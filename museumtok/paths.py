@@ -12,7 +12,9 @@ from pathlib import Path
 #: The repository root (the folder holding ``museumtok/``, ``data/`` and ``app.py``).
 REPO_ROOT = Path(os.environ.get("MUSEUMTOK_ROOT", Path(__file__).resolve().parents[1]))
 DATA_DIR = REPO_ROOT / "data"
-CATALOG_CSV = DATA_DIR / "catalog.csv"
+#: The catalog in force: ``data/catalog.csv``, or your own collection's (``$MUSEUMTOK_CATALOG``,
+#: written by ``museumtok data catalog --folder DIR``).
+CATALOG_CSV = Path(os.environ.get("MUSEUMTOK_CATALOG", DATA_DIR / "catalog.csv"))
 CHECKPOINT_DIR = DATA_DIR / "checkpoints"
 DOWNLOAD_DIR = DATA_DIR / "images"
 

@@ -28,7 +28,8 @@
 #   smoothing), and where the two agree;
 # - how codes die (never the nearest code of anything, so never updated) and how restarting them
 #   from current encoder outputs revives them — live, with a slider;
-# - Alg. 3 (Gumbel-softmax) step by step.
+# - Alg. 3 (Gumbel-softmax) step by step;
+# - two quantizers without a learned codebook, FSQ and LFQ, beyond the review.
 #
 # Every formula is recomputed by hand on small tensors and checked with an `assert` against
 # `museumtok.quantize`, whose `VectorQuantizer` also agrees with `vector-quantize-pytorch` (see
@@ -182,12 +183,14 @@ assert torch.allclose(sgd, gamma_k[:, None] * codes + (1 - gamma_k[:, None]) * m
 #
 # N_k ← γ N_k + (1 − γ) n_k,  m_k ← γ m_k + (1 − γ) Σ_{i: k_i=k} z_i,  e_k = m_k / Ñ_k,
 #
-# with **Laplace smoothing** Ñ_k = (N_k + ε)/(n + K ε) · n, n = Σ_k N_k, so that a code whose
-# running count has decayed to zero does not divide by zero. The difference matters: Alg. 1 gives a
+# and implementations (DeepMind's Sonnet `VectorQuantizerEMA`, vector-quantize-pytorch) add
+# **Laplace smoothing** of the counts, Ñ_k = (N_k + ε)/(n + K ε) · n, n = Σ_k N_k, so that a code
+# whose running count has decayed to zero does not divide by zero (the paper's equations divide by
+# N_k itself). The difference matters: Alg. 1 gives a
 # batch in which a code won one vector the same weight as one in which it won a thousand; the
 # running counts weigh each batch by what the code actually saw. The two agree exactly when the
 # running count equals this batch's count (and ε → 0). `VectorQuantizer(ema=True)` implements the
-# paper's form, the review's ε included as the Laplace ε; we check it and the agreement.
+# paper's form with the smoothing (the review's ε becomes the Laplace ε); we check it and the agreement.
 
 # %%
 vq = VectorQuantizer(D, K, ema=True, decay=gamma, eps=eps)
@@ -221,9 +224,10 @@ print("paper's EMA = Alg. 1 at steady counts ✓")
 #
 # The same 16-cluster stream, 16 codes started from a common random initialisation, trained
 # either by SGD on the codebook loss (learning rate η) or by the EMA (decay γ). Move the sliders:
-# the EMA has no learning rate to tune and cannot diverge; SGD with a large η overshoots. Both keep
-# the codes that never win anything exactly where they started — the dead codes of the next
-# section.
+# the EMA (a convex combination at every step) has no learning rate to tune and cannot diverge;
+# SGD with a large η overshoots. Neither moves a code that never wins anything towards the data:
+# SGD leaves it where it started, the EMA only lets it sink towards the origin once its decayed
+# count falls below the Laplace ε. Those are the dead codes of the next section.
 
 # %%
 init = 2 * torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
@@ -385,6 +389,51 @@ print("largest weight at τ = 5, 1, 0.1, 0.01:", [round(p, 4) for p in peaks])
 assert peaks == sorted(peaks) and peaks[-1] > 0.99
 
 # %% [markdown]
+# ## 5. Beyond the review: codebooks that cannot die (FSQ, LFQ)
+#
+# Two later quantizers drop the learned codebook altogether, and with it the codebook loss, the
+# EMA and the dead codes.
+#
+# **FSQ** (Mentzer et al. 2024, arXiv:2309.15505) squashes each of d channels with
+# f(z) = tanh(z + s)·h − o and rounds it (STE) to one of L_i levels; the codebook is the grid of
+# Π L_i points. **LFQ** (MAGVIT-v2, Yu et al. 2024, arXiv:2310.05737) keeps only the sign of each
+# channel — K = 2^d codes on the corners of a cube — and adds an entropy penalty,
+# E[H(q(c|z))] − H(E[q(c|z)]): confident per vector, spread over the batch.
+#
+# Below, FSQ's bound and rounding for L = 5 and L = 8 (even L is shifted by ½ so the levels stay
+# symmetric), and the round trip index → code → index on both quantizers.
+
+# %%
+from museumtok.quantize import FSQ, LFQ
+
+fsq = FSQ([8, 5, 5, 5])                                        # K = 1000, the paper's 2^10 row
+zs = torch.linspace(-4, 4, 801)[:, None].expand(-1, 4)
+fig = go.Figure()
+for ch, L in ((0, 8), (1, 5)):
+    fig.add_trace(go.Scatter(x=zs[:, ch], y=fsq.bound(zs)[:, ch], name=f"f(z), L = {L}", line=dict(dash="dot")))
+    fig.add_trace(go.Scatter(x=zs[:, ch], y=fsq.quantize(zs)[:, ch] * (L // 2), name=f"round f(z), L = {L}"))
+fig.update_layout(height=360, xaxis_title="z", yaxis_title="level", title="FSQ: bound, then round")
+fig.show()
+
+z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+out = fsq(z)
+assert torch.equal(fsq.indices_to_codes(out.indices), out.z_q)
+assert [fsq.quantize(3 * zs)[:, i].unique().numel() for i in range(4)] == [8, 5, 5, 5]   # every level reachable
+print(f"FSQ: K = {fsq.codebook_size}, batch usage {out.stats['usage']:.3f}, perplexity {out.stats['perplexity']:.1f}")
+
+lfq = LFQ(codebook_size=2 ** 8, inv_temperature=1.0)
+z = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+out = lfq(z)
+assert torch.equal(lfq.indices_to_codes(out.indices), out.z_q)
+# the entropy terms against the brute-force softmax over all 256 corners, q(c|z) ∝ exp(−‖z − c‖²/τ)
+flat = z.permute(0, 2, 3, 1).reshape(-1, 8)
+probs = torch.softmax(-torch.cdist(flat, lfq.implicit_codebook).pow(2), dim=1)
+H = lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1)  # noqa: E731
+assert abs(out.stats["per_sample_entropy"] - H(probs).mean().item()) < 1e-3
+assert abs(out.stats["batch_entropy"] - H(probs.mean(0)).item()) < 1e-3
+print({k: round(v, 3) for k, v in out.stats.items()}, "max entropy log K =", round(8 * 0.6931, 3))
+
+# %% [markdown]
 # ## Summary
 #
 # | | gradient to the encoder | codebook update | failure mode |
@@ -393,5 +442,7 @@ assert peaks == sorted(peaks) and peaks[-1] > 0.99
 # | VQ, EMA (Alg. 1, paper form) | STE + β·commitment | running mean, decay γ, Laplace ε | dead codes |
 # | + restart | same | dead codes moved onto encoder outputs | — |
 # | Gumbel (Alg. 3) | soft weights (or straight-through) | gradient through Σ w_k e_k | τ too low too early |
+# | FSQ | STE through rounding | none (fixed grid) | — (no codebook to collapse) |
+# | LFQ | STE through sign + entropy penalty | none (cube corners) | low batch entropy without the penalty |
 #
 # Notebook 04_3 trains a full VQ-VAE with these pieces; 04_4 the dVAE.

@@ -165,3 +165,43 @@ def test_random_crop_scale_and_flip():
     r = random.Random(0)
     for _ in range(5):
         assert random_crop(img, 64, 3.0, r).shape == (3, 64, 64)
+
+
+def test_your_own_collection_catalog_and_training(tmp_path, data_available):
+    """`data catalog --folder` then `train lloyd-patch` on it, through MUSEUMTOK_CATALOG / MUSEUMTOK_DATA."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from museumtok.data.build_catalog import build_from_folder, split_fractions
+
+    art = tmp_path / "mine" / "artworks"
+    art.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for i in range(8):
+        x = (torch.rand(3, 80 + 8 * i, 96, generator=g) * 255).byte().permute(1, 2, 0).numpy()
+        Image.fromarray(x).save(art / f"My Work_{i}.png")
+    (art / "notes.txt").write_text("not an image")
+    entries = build_from_folder(tmp_path / "mine")
+    assert [e.id for e in entries] == [f"my-work_{i}" for i in range(8)]
+    assert {e.split for e in entries} == {"train", "val", "test"}
+    assert entries[0].title == "My Work 0" and entries[0].height == 80
+    assert split_fractions([e.id for e in entries]) == {e.id: e.split for e in entries}
+
+    env = dict(os.environ, MUSEUMTOK_DATA=str(tmp_path / "mine"), MUSEUMTOK_CATALOG=str(tmp_path / "mine" / "catalog.csv"),
+               OMP_NUM_THREADS="1")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "museumtok", *a], env=env, capture_output=True,  # noqa: E731
+                                    text=True, timeout=600, cwd=tmp_path)
+    r = run("data", "catalog", "--folder", str(tmp_path / "mine"))
+    assert r.returncode == 0, r.stderr
+    assert "8 of yours, 24 Kodak" in r.stdout
+    out = tmp_path / "ckpt"
+    r = run("train", "lloyd-patch", "--K", "16", "--iters", "2", "--crops-per-image", "1", "--n-patches", "2000",
+            "--sizes", "64", "--out", str(out), "--eval-sets", "artworks-test")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "model.safetensors").is_file() and "artworks-test" in (out / "README.md").read_text()
+
+    with pytest.raises(FileNotFoundError, match="artworks"):
+        build_from_folder(tmp_path / "empty")

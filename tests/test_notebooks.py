@@ -55,12 +55,35 @@ def kernel_name(tmp_path_factory):
         os.environ["JUPYTER_PATH"] = old
 
 
+#: Run before a notebook's first cell in the tests only (never saved). Widgets get no comm, and
+#: ``interact`` calls its function once, directly, with the widgets' initial values: nbclient can
+#: block for a whole cell timeout on cells that open widget comms (jupyter/nbclient#312, seen here
+#: under load), and a direct call lets an ``assert`` inside a widget callback fail the test.
+TEST_PREAMBLE = """
+import comm as _comm, ipywidgets as _ipw
+from IPython.display import display as _display
+_comm.create_comm = lambda *a, **k: _comm.DummyComm(*a, **k)
+
+def _interact_once(_f=None, **kw):
+    def run(f):
+        w = _ipw.interactive(f, {"manual": True}, **kw)
+        out = f(**{c._kwarg: c.value for c in w.kwargs_widgets})
+        if out is not None:
+            _display(out)
+        return f
+    return run(_f) if _f is not None else run
+
+_ipw.interact = _interact_once
+"""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("py", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(py, kernel_name, data_available):
     from nbclient import NotebookClient
 
     nb = jupytext.read(py)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(TEST_PREAMBLE))
     env_before = {k: os.environ.get(k) for k in ("MUSEUMTOK_FAST", "PYTHONPATH")}
     os.environ["MUSEUMTOK_FAST"] = "1"
     os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + env_before["PYTHONPATH"] if env_before["PYTHONPATH"] else "")

@@ -177,6 +177,28 @@ def test_agrees_with_vector_quantize_pytorch(rng, cosine):
     assert torch.allclose(ours.indices_to_codes(out.indices), ref.get_output_from_indices(idx_ref), atol=1e-6)
 
 
+def test_ema_training_agrees_with_vector_quantize_pytorch(rng):
+    """Three training steps: same indices, same running counts and the same codebook as their EMA."""
+    from vector_quantize_pytorch import VectorQuantize
+
+    D, K = 8, 32
+    ours = VectorQuantizer(D, K, ema=True, decay=0.9, eps=1e-5)
+    ref = VectorQuantize(dim=D, codebook_size=K, accept_image_fmap=True, rotation_trick=False, decay=0.9,
+                         eps=1e-5).train()
+    cb = ref._codebook
+    with torch.no_grad():
+        ours.embedding.copy_(cb.embed[0])
+        ours.embed_sum.copy_(cb.embed_avg[0])
+        ours.cluster_size.copy_(cb.cluster_size[0])
+    for _ in range(3):
+        z = torch.randn(2, D, 4, 4, generator=rng)
+        out = ours(z)
+        _, idx_ref, _ = ref(z)
+        assert torch.equal(out.indices, idx_ref)
+        assert torch.allclose(ours.cluster_size, cb.cluster_size[0], atol=1e-6)
+        assert torch.allclose(ours.codebook, cb.embed[0], atol=1e-6)
+
+
 def test_bad_inputs_have_clear_errors():
     q = VectorQuantizer(4, 8)
     with pytest.raises(ValueError, match=r"\(B, 4, H, W\)"):

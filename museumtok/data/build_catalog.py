@@ -74,6 +74,48 @@ def build(root: Path) -> list[CatalogEntry]:
     return entries
 
 
+#: Held-out fractions for a collection of your own (by rank of the same salted hash as above).
+FOLDER_TEST, FOLDER_VAL = 0.15, 0.10
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
+
+
+def split_fractions(ids: list[str], test: float = FOLDER_TEST, val: float = FOLDER_VAL) -> dict[str, str]:
+    """Like :func:`split_for` with fractions instead of counts (at least one test image when n ≥ 3)."""
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"museumtok-split-v1:{i}".encode()).hexdigest())
+    n = len(ranked)
+    n_test = max(1, round(test * n)) if n >= 3 else 0
+    n_val = max(1, round(val * n)) if n >= 3 else 0
+    return {i: ("test" if r < n_test else "val" if r < n_test + n_val else "train") for r, i in enumerate(ranked)}
+
+
+def build_from_folder(root: Path, keep_kodak: list[CatalogEntry] | None = None) -> list[CatalogEntry]:
+    """A catalog for your own collection: every image in ``root/artworks/`` (title from the file name).
+
+    Checksums and sizes are read from the files; the split is a pure function of the id (the file's
+    stem), so adding images later keeps the existing ones where they were. ``keep_kodak``: Kodak
+    entries to carry over, so the held-out Kodak evaluation keeps working.
+    """
+    art = Path(root) / "artworks"
+    files = sorted(p for p in art.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if art.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"no images in {art}: put your collection's files in <DIR>/artworks/")
+    ids = [re.sub(r"[^A-Za-z0-9_-]+", "-", p.stem).strip("-").lower() or "image" for p in files]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"file names give duplicate ids {dup[:5]}; rename them")
+    splits = split_fractions(ids)
+    entries = []
+    for i, p in zip(ids, files):
+        with Image.open(p) as im:
+            w, h = im.size
+        entries.append(CatalogEntry(
+            id=i, collection="artworks", file=p.name, title=p.stem.replace("_", " "), artist="", year="",
+            medium="", width=w, height=h, sha256=sha256_file(p), bytes=p.stat().st_size, url="",
+            source_repo="", source_commit="", source_path=str(p.name), license_note="your collection",
+            split=splits[i]))
+    return entries + list(keep_kodak or [])
+
+
 def main(root: Path, out: Path) -> int:
     entries = build(root)
     write_catalog(entries, out)

@@ -61,7 +61,7 @@ def tau_schedule(step: int, tau_start: float = 1.0, tau_end: float = 1.0 / 16, s
     """τ at ``step``: from ``tau_start`` to ``tau_end`` over ``steps`` steps, constant afterwards.
 
     ``exponential``: τ = τ_start (τ_end/τ_start)^(t/T); ``cosine``: τ_end + (τ_start − τ_end)(1 + cos(π t/T))/2
-    (DALL·E used a cosine schedule from 1 to 1/16); ``linear``.
+    (DALL·E annealed τ from 1 to 1/16); ``linear``.
     """
     if tau_start <= 0 or tau_end <= 0:
         raise ValueError(f"temperatures must be positive, got tau_start={tau_start}, tau_end={tau_end}")

@@ -1,5 +1,4 @@
-"""Lookup-free quantization of MAGVIT-v2 (Yu, Lezama, Gundavarapu, Versari, Sohn, Minnen, Cheng,
-Gupta, Gu, Hauptmann, Gong, Yang, Essa, Ross & Jiang 2024, "Language Model Beats Diffusion —
+"""Lookup-free quantization of MAGVIT-v2 (Yu, Lezama, Gundavarapu, et al. 2024, "Language Model Beats Diffusion —
 Tokenizer is Key to Visual Generation", ICLR, arXiv:2310.05737). Beyond the review.
 
 (The review's reference [9] names "MAGVIT V2 … arXiv:2307.04755"; MAGVIT-v2 is arXiv:2310.05737.)
@@ -11,7 +10,7 @@ sign per channel and the index is the binary number those signs spell:
         ──q_i = s·sign(z_i), straight-through──> (B, d, H, W) ──1×1 conv (if dim ≠ d)──> z_q
     k = Σ_i 1[z_i > 0] · 2^(d−1−i)              (first channel most significant, as vector-quantize-pytorch)
 
-Entropy penalty (the paper's eq. 5), with the soft assignment q(c | z) ∝ exp(−‖z − c‖² / τ):
+Entropy penalty of the paper (§3.1), with the soft assignment q(c | z) ∝ exp(−‖z − c‖² / τ):
 
     L_entropy = E_z[H(q(c | z))] − γ · H(E_z[q(c | z)])
 
@@ -21,7 +20,7 @@ P(bit_i = +) = σ(4 s z_i / τ), so the per-sample term is exactly Σ_i H_b(σ(4
 The batch term needs the mixture over all 2^d codes; it is computed exactly for d ≤
 ``exact_entropy_max_bits`` and otherwise replaced by the sum of per-bit marginal entropies, an upper
 bound that is tight when the bits are independent across the batch (documented approximation).
-A commitment term ‖z − sg[q]‖² (weight ``commitment_weight``) is added as in the paper's training.
+A commitment term ‖z − sg[q]‖² (weight ``commitment_weight``) is added, as in vector-quantize-pytorch's LFQ.
 """
 from __future__ import annotations
 

@@ -13,8 +13,10 @@ Data flow (one position of the latent grid, D channels)::
 * **β on the commitment term**, as in the paper (eq. 3). taming-transformers' ``VectorQuantizer``
   historically put β on the codebook term instead (``legacy=True``); that is a bug, not an option here.
 * **EMA codebook** (``ema=True``, the paper's Appendix A.1, also VQ-VAE-2): running counts and
-  sums with decay γ, N_k ← γ N_k + (1−γ) n_k, m_k ← γ m_k + (1−γ) Σ_{i:k_i=k} z_i, then Laplace
-  smoothing Ñ_k = (N_k + ε) / (n + K ε) · n with n = Σ_k N_k, and e_k = m_k / Ñ_k. The codebook
+  sums with decay γ, N_k ← γ N_k + (1−γ) n_k, m_k ← γ m_k + (1−γ) Σ_{i:k_i=k} z_i, and
+  e_k = m_k / Ñ_k with the counts Laplace-smoothed, Ñ_k = (N_k + ε) / (n + K ε) · n, n = Σ_k N_k
+  (the smoothing is not in the paper's equations; it is in DeepMind's Sonnet ``VectorQuantizerEMA``
+  and in vector-quantize-pytorch, and keeps a code whose count decayed to 0 from dividing by 0). The codebook
   then takes no gradient and the codebook loss is reported but not optimised. The review's
   Appendix B, Alg. 1 prints the shorter e_k ← γ e_k + (1−γ) Σ z / (N_k + ε) (no running counts,
   no smoothing; see :func:`museumtok.quantize.lloyd.ema_step`); the two coincide when the running
@@ -25,6 +27,7 @@ Data flow (one position of the latent grid, D channels)::
   seed the codebook (K random vectors, then a few Lloyd iterations).
 * **Dead-code restart** (``restart_dead_after=T``): a code unused for T consecutive training
   steps is replaced by a randomly chosen current encoder output (Dhariwal et al. 2020, Jukebox;
+  Zeghidour et al. 2021, SoundStream;
   as in vector-quantize-pytorch's ``threshold_ema_dead_code``, but counted in steps).
 * **Cosine codes** (``cosine=True``): z and e are l2-normalised before the nearest-code search and
   the output lives on the unit sphere (ViT-VQGAN, Yu et al. 2022, arXiv:2110.04627).
@@ -72,7 +75,7 @@ def ema_update(
     z: torch.Tensor, indices: torch.Tensor, cluster_size: torch.Tensor, embed_sum: torch.Tensor,
     decay: float, eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One EMA codebook step (VQ-VAE Appendix A.1 with Laplace smoothing), pure function.
+    """One EMA codebook step (VQ-VAE Appendix A.1, counts Laplace-smoothed as in Sonnet), pure function.
 
     z (N, D), indices (N,), cluster_size N_k (K,), embed_sum m_k (K, D) ->
     (new N_k, new m_k, new codebook e_k = m_k / Ñ_k).
