@@ -34,14 +34,14 @@ class DVAETrainConfig:
     num_res: int = 1                             # residual blocks per resolution
     codebook_size: int = 1024                    # K, logits per position
     dim: int = 32                                # D, code dimension fed to the decoder
-    kl_weight: float = 5e-4                      # λ_KL, weight of KL(q ‖ uniform)
-    hard: bool = True                            # straight-through one-hot samples (False: soft relaxation)
+    kl_weight: float = 2e-5                      # λ_KL, weight of KL(q ‖ uniform) against the per-pixel MSE
+    hard: bool = False                           # False: soft relaxation (DALL·E); True: straight-through one-hot
     tau_start: float = 1.0                       # τ at step 0
     tau_end: float = 1 / 16                      # τ after annealing (DALL·E: 1/16)
-    tau_anneal: float = 0.8                      # fraction of the steps over which τ is annealed
+    tau_anneal: float = 0.75                     # fraction of the steps over which τ is annealed
     tau_kind: str = "exponential"                # annealing curve: "exponential", "cosine" (DALL·E) or "linear"
     # optimisation
-    steps: int = 4000                            # optimizer steps (the lr and τ schedules span these)
+    steps: int = 2400                            # optimizer steps (the lr and τ schedules span these)
     batch_size: int = 16                         # crops per step
     crop: int = 64                               # crop side S in pixels
     max_zoom: float = 3.0                        # images are shrunk to a short side in [S, max_zoom·S] before cropping

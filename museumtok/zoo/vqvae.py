@@ -1,9 +1,15 @@
-"""§4.3–4.4: learned vector-quantized tokenizers, VQ-VAE and the DALL·E dVAE."""
+"""§4.3–4.4: learned vector-quantized tokenizers, the DALL·E dVAE and VQ-VAE."""
 from ..registry import RegistryEntry, register
 
 #: with f = 8: 64 px -> 8×8 tokens, 128 px -> 16×16, 256 px -> 32×32
 M_F8 = (64, 256, 1024)
 
+register(RegistryEntry(
+    name="dvae-f8-k1024", kind="tokenizer",
+    target="museumtok.tokenizers.dvae:DVAETokenizer",
+    description="dVAE (Ramesh et al. 2021, DALL·E): Gumbel-softmax over K=1024 codes, f=8",
+    chapter="4.4", supported_M=M_F8, default_M=256, checkpoint="dvae-f8-k1024",
+))
 register(RegistryEntry(
     name="vqvae-f8-k1024", kind="tokenizer",
     target="museumtok.tokenizers.vqvae:VQVAETokenizer",
