@@ -5,7 +5,7 @@ Names follow CompressAI's quality index: ``hyperprior-q3`` was trained with Comp
 """
 from ..registry import RegistryEntry, register
 
-HYPERPRIOR_QUALITIES = (3, 4)
+HYPERPRIOR_QUALITIES = (2, 3, 4)
 FACTORIZED_QUALITIES = ()
 
 for q in HYPERPRIOR_QUALITIES:
