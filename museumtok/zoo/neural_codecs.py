@@ -5,7 +5,7 @@ Names follow CompressAI's quality index: ``hyperprior-q3`` was trained with Comp
 """
 from ..registry import RegistryEntry, register
 
-HYPERPRIOR_QUALITIES = (2, 3, 4)
+HYPERPRIOR_QUALITIES = (1, 2, 3, 4)
 FACTORIZED_QUALITIES = ()
 
 for q in HYPERPRIOR_QUALITIES:
@@ -19,4 +19,13 @@ for q in FACTORIZED_QUALITIES:
         name=f"factorized-q{q}", kind="codec", target="museumtok.models.factorized:FactorizedPrior",
         description=f"factorized prior (Ballé et al. 2017), λ of CompressAI quality {q}, CPU-trained",
         chapter="5.1", checkpoint=f"factorized-q{q}",
+    ))
+CONTEXT_QUALITIES = ()
+
+for q in CONTEXT_QUALITIES:
+    register(RegistryEntry(
+        name=f"context-q{q}", kind="codec", target="museumtok.models.autoregressive:ContextHyperprior",
+        description=f"mean-scale hyperprior + autoregressive context (Minnen et al. 2018), λ of CompressAI quality {q}, "
+                    "sequential decoding, CPU-trained",
+        chapter="5.2", checkpoint=f"context-q{q}",
     ))
