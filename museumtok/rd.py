@@ -73,6 +73,34 @@ def evaluate_codec(codec, images: list[tuple[str, torch.Tensor]], **params) -> d
     return {"params": params, "images": rows, **mean_row(rows)}
 
 
+def cached(key: dict, fn):
+    """``fn()`` memoised on disk under ~/.cache/museumtok/rd/, keyed by a JSON-able dict."""
+    import hashlib
+
+    from .paths import cache_dir
+
+    h = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_dir("rd") / f"{h}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    out = fn()
+    path.write_text(json.dumps(out))
+    return out
+
+
+def _checkpoint_stamp(name: str) -> str:
+    """Identifies a registry entry's weights (size and mtime of model.safetensors), or the library version."""
+    from . import registry
+
+    ck = registry.get(name).checkpoint_path
+    if ck is None:
+        import PIL
+
+        return f"pillow-{PIL.__version__}"
+    st = (ck / "model.safetensors").stat()
+    return f"{st.st_size}-{int(st.st_mtime)}"
+
+
 def mean_row(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
@@ -170,10 +198,17 @@ def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] 
 
     images = rd_images(set_name, limit)
     say = print if progress else (lambda *a, **k: None)
+    ids = [i for i, _ in images]
+
+    def run(name, codec_fn, **params):  # cached per (set, images, codec weights, params)
+        key = {"set": set_name, "images": ids, "codec": name, "stamp": _checkpoint_stamp(name), "params": params,
+               "v": 1}
+        return cached(key, lambda: evaluate_codec(codec_fn(), images, **params))
+
     res: dict = {"set": set_name, "images": [i for i, _ in images], "curves": {}}
     for fmt, qs in (("jpeg", jpeg_qualities), ("webp", webp_qualities)):
-        codec = registry.load(fmt)
-        res["curves"][fmt] = {"kind": "classical", "points": [evaluate_codec(codec, images, quality=q) for q in qs]}
+        res["curves"][fmt] = {"kind": "classical", "points": [
+            run(fmt, lambda fmt=fmt: registry.load(fmt), quality=q) for q in qs]}
         say(f"{fmt}: {len(qs)} qualities")
     fams = learned_codecs()
     if codecs is not None:
@@ -181,7 +216,7 @@ def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] 
     for fam, names in fams.items():
         pts = []
         for n in sorted(names):
-            r = evaluate_codec(registry.load(n), images)
+            r = run(n, lambda n=n: registry.load(n))
             r["params"] = {"codec": n, "lmbda": registry.load(n).cfg.lmbda}
             pts.append(r)
             say(f"{n}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
@@ -189,7 +224,8 @@ def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] 
             res["curves"][fam] = {"kind": "learned", "points": pts}
     tokenizers = registry.names("tokenizer") if tokenizers is None else tokenizers
     for t in tokenizers:
-        res["curves"][t] = {"kind": "tokenizer", "points": tokenizer_points(t, set_name, limit)}
+        key = {"set": set_name, "limit": limit, "tokenizer": t, "stamp": _checkpoint_stamp(t), "v": 1}
+        res["curves"][t] = {"kind": "tokenizer", "points": cached(key, lambda t=t: tokenizer_points(t, set_name, limit))}
         say(f"{t}: {len(res['curves'][t]['points'])} points")
     if set_name == "kodak" and limit is None:
         ref = COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK
