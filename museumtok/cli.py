@@ -5,9 +5,9 @@
     museumtok data verify                       check every image found against its sha256
     museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
+    museumtok bench [--sets S..] [--names N..] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
-    museumtok bench [--sets ...] [--names ...] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
 """
@@ -128,6 +128,35 @@ def _encode(sub):
 
 
 @subcommand
+def _bench(sub):
+    p = sub.add_parser("bench", help="one table of every registry tokenizer and codec (JSON, Markdown, plots)")
+    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                   help="evaluation sets (default: kodak artworks-test)")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="registry names (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/bench)")
+    p.add_argument("--fast", action="store_true", help="2 images per set (also MUSEUMTOK_FAST=1)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        from .bench import DEFAULT_SETS, run_bench
+
+        res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
+                        progress=not args.quiet, plots=not args.no_plots,
+                        command="python -m museumtok " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["bench"] else ["bench"]))
+        print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
+              f"-> {res.md_path}", file=sys.stderr)
+        for s in res.skipped:
+            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        for e in res.errors:
+            print(f"error {e['key']}: {e['error']}", file=sys.stderr)
+        return 1 if res.errors else 0
+
+    p.set_defaults(func=run)
+
+
+@subcommand
 def _train(sub):
     from .train import add_config_arguments, config_from_args, load_trainers
 
@@ -181,40 +210,6 @@ def _errata(sub):
         return 0
 
     p.set_defaults(func=run)
-
-
-@subcommand
-def _bench(sub):
-    p = sub.add_parser("bench", help="one table of every registry tokenizer and codec (JSON, Markdown, plots)")
-    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
-                   help="evaluation sets (default: kodak artworks-test)")
-    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="registry names (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="first N images of each set")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/bench)")
-    p.add_argument("--fast", action="store_true", help="2 images per set (also MUSEUMTOK_FAST=1)")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    def run(args):
-        from .bench import DEFAULT_SETS, run_bench
-
-        res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
-                        progress=not args.quiet, plots=not args.no_plots,
-                        command="python -m museumtok " + " ".join(sys.argv[1:] if argv_is_cli() else ["bench"]))
-        print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
-              f"-> {res.md_path}", file=sys.stderr)
-        for s in res.skipped:
-            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
-        for e in res.errors:
-            print(f"error {e['key']}: {e['error']}", file=sys.stderr)
-        return 1 if res.errors else 0
-
-    p.set_defaults(func=run)
-
-
-def argv_is_cli() -> bool:
-    """True when this process was started as ``museumtok ...`` / ``python -m museumtok ...``."""
-    return len(sys.argv) > 1 and sys.argv[1] == "bench"
 
 
 def build_parser() -> argparse.ArgumentParser:
