@@ -53,6 +53,9 @@ SWEEP_QUALITIES_FAST = (25, 75)
 #: M values sampled for a tokenizer whose M is a continuous range (a slider in the app)
 RANGE_M = (16, 32, 64, 128, 256, 512, 1024)
 JSON_NAME, MD_NAME, HTML_NAME, PNG_NAME = "bench.json", "bench.md", "bench_rd.html", "bench_rd.png"
+SUMMARY_NAME = "summary.md"
+#: a README holding these two lines gets the summary table between them on every full run
+README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 #: fields shared by every row, in table order
 COLUMNS = ("name", "kind", "set", "M", "setting", "size", "images", "bits_raw", "bits_coded", "bits", "bpp",
            "psnr", "ssim", "ms_ssim", "lpips", "usage", "perplexity", "encode_ms", "decode_ms", "note")
@@ -343,8 +346,12 @@ def _clean(v):
 
 def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = None, limit: int | None = None,
               out: Path | str | None = None, fast: bool | None = None, progress: bool = True,
-              plots: bool = True, command: str | None = None) -> BenchResult:
-    """Plan, measure (reusing cached rows whose fingerprint is unchanged), write JSON, Markdown and plots."""
+              plots: bool = True, command: str | None = None, readme: Path | str | None = None) -> BenchResult:
+    """Plan, measure (reusing cached rows whose fingerprint is unchanged), write JSON, Markdown and plots.
+
+    A full run into docs/bench also refreshes the table between :data:`README_MARKERS` in README.md
+    when the README has them (``readme`` names another file to refresh instead).
+    """
     t_start = time.perf_counter()
     fast = fast_mode() if fast is None else fast
     if fast and limit is None:
@@ -403,9 +410,15 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
     save()
     result = BenchResult(list(rows.values()), skipped, computed, cached, errors, out,
                          time.perf_counter() - t_start, meta)
-    result.md_path.write_text(render_markdown(json.loads(result.json_path.read_text())))
+    doc = json.loads(result.json_path.read_text())
+    result.md_path.write_text(render_markdown(doc))
+    (out / SUMMARY_NAME).write_text(render_summary(doc))
+    if readme is None and not fast and out.resolve() == DEFAULT_OUT.resolve():
+        readme = REPO_ROOT / "README.md"
+    if readme is not None:
+        update_readme(Path(readme), render_summary(doc))
     if plots:
-        write_plots(json.loads(result.json_path.read_text()), out)
+        write_plots(doc, out)
     return result
 
 
@@ -493,6 +506,63 @@ def render_markdown(doc: dict) -> str:
     for er in doc.get("errors", []):
         lines.append(f"- error in {er['key']}: {er['error']}.")
     return "\n".join(lines) + "\n"
+
+
+def render_summary(doc: dict) -> str:
+    """A README-sized table: one line per tokenizer and M, and per codec at each token budget, sets as columns."""
+    sets = [s for s in doc["sets"] if any(r["set"] == s for r in doc["rows"])]
+    lines: dict[tuple, dict] = {}
+    for r in doc["rows"]:
+        if r.get("setting_kind") == "quality":
+            continue
+        k = (r["size"], r["name"], r.get("M"), r.get("budget_bits"))
+        lines.setdefault(k, {})[r["set"]] = r
+    head = ["method", "M / budget", "S px", "bits"] + [f"bpp · PSNR dB · MS-SSIM ({s})" for s in sets] + ["encode ms"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+
+    def order(item):
+        (size, name, M, budget), by_set = item
+        r = next(iter(by_set.values()))
+        return (size, r.get("budget_bits") or r.get("bits_raw") or 0, r["kind"] != "tokenizer", name)
+
+    for (size, name, M, budget), by_set in sorted(lines.items(), key=order):
+        r0 = next(iter(by_set.values()))
+        setting = f"M = {M}" if M is not None else (f"≤ {budget:.0f} bits" if budget else r0["setting"])
+        bits = _fmt(r0.get("bits_coded") if r0.get("bits_coded") is not None and M is not None else r0.get("bits_raw"), 0)
+        if M is None:
+            bits = "file"
+        cells = []
+        for s in sets:
+            r = by_set.get(s)
+            if r is None:
+                cells.append("—")
+                continue
+            star = "*" if r.get("setting_kind") == "budget" and r.get("fits", r["images"]) < r["images"] else ""
+            cells.append(f"{_fmt(r['bpp'], 3)}{star} · {_fmt(r['psnr'])} · {_fmt(r['ms_ssim'], 3)}")
+        enc = _fmt(_mean([r.get("encode_ms") for r in by_set.values()]), 1)
+        out.append(f"| {name} | {setting} | {size} | {bits} | " + " | ".join(cells) + f" | {enc} |")
+    n = ", ".join(f"{s} {next(r['images'] for r in doc['rows'] if r['set'] == s)} images" for s in sets)
+    out += ["", f"Means over {n}; S = working image side (centre crop). bits: M·log2 K for tokenizers "
+            "(entropy-coded when the tokenizer has a prior); codecs: real files, headers included, at most the "
+            "tokenizer's bits on the same crop. * the codec cannot fit that budget on some images even at "
+            "quality 1, so its bpp is above the budget. Full table: docs/bench/bench.md; "
+            f"regenerate with `{doc['command']}`."]
+    return "\n".join(out) + "\n"
+
+
+def update_readme(path: Path, table: str) -> bool:
+    """Replace the text between :data:`README_MARKERS` in ``path`` by ``table``; False when absent."""
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    a, b = README_MARKERS
+    i, j = text.find(a), text.find(b)
+    if i < 0 or j < i:
+        return False
+    new = text[: i + len(a)] + "\n" + table + text[j:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return True
 
 
 def rd_figure(doc: dict):

@@ -260,3 +260,21 @@ def test_new_kinds_of_entries(data_available, tmp_path, monkeypatch):
     fixed = [r for r in res.rows if r["name"] == "fixed-codec"]
     assert [r["setting_kind"] for r in fixed] == ["fixed"] and fixed[0]["size"] == 64
     assert fixed[0]["bits"] == pytest.approx(sum(p["bits"] for p in fixed[0]["per_image"]) / 2)
+
+
+def test_summary_and_readme_block(bench, tmp_path):
+    from museumtok.bench import README_MARKERS, SUMMARY_NAME, render_summary, update_readme
+
+    doc = json.loads(bench.json_path.read_text())
+    summary = render_summary(doc)
+    assert (bench.out / SUMMARY_NAME).read_text() == summary
+    for name in {r["name"] for r in bench.rows}:
+        assert f"| {name} |" in summary
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_MARKERS[0]}\nold table\n{README_MARKERS[1]}\n\nmore\n")
+    assert update_readme(readme, summary)
+    text = readme.read_text()
+    assert "old table" not in text and summary in text and text.endswith(f"{README_MARKERS[1]}\n\nmore\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, summary) and plain.read_text() == "no markers\n"
