@@ -56,9 +56,6 @@ JSON_NAME, MD_NAME, HTML_NAME, PNG_NAME = "bench.json", "bench.md", "bench_rd.ht
 SUMMARY_NAME = "summary.md"
 #: a README holding these two lines gets the summary table between them on every full run
 README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
-#: fields shared by every row, in table order
-COLUMNS = ("name", "kind", "set", "M", "setting", "size", "images", "bits_raw", "bits_coded", "bits", "bpp",
-           "psnr", "ssim", "ms_ssim", "lpips", "usage", "perplexity", "encode_ms", "decode_ms", "note")
 
 
 class BenchError(ValueError):
@@ -131,7 +128,11 @@ def tokenizer_Ms(entry: registry.RegistryEntry) -> list[int]:
 
 
 def codec_settings(codec) -> str:
-    """How a codec is driven: "budget" (it has compress_at_bits; also swept over quality) or "fixed"."""
+    """How a codec is driven.
+
+    "budget": it has ``compress_at_bits`` (run at each tokenizer's bits, and swept over quality);
+    "quality": it takes a ``quality`` setting (swept); "fixed": one rate (e.g. a learned codec at one λ).
+    """
     if hasattr(codec, "compress_at_bits"):
         return "budget"
     if "quality" in inspect.signature(codec.compress).parameters:
@@ -168,17 +169,21 @@ def plan(names: list[str], sets: list[str], fast: bool = False) -> tuple[list[Jo
         if not e.available:
             skipped.append({"name": name, "reason": f"checkpoint {e.checkpoint_path} missing"})
             continue
-        if e.kind == "codec":
-            codecs.append(e)
+        try:  # an entry that cannot even load is reported, not fatal to the table
+            obj = registry.load(name)
+        except Exception as err:
+            skipped.append({"name": name, "reason": f"failed to load: {type(err).__name__}: {err}"})
             continue
-        tok = registry.load(name)
+        if e.kind == "codec":
+            codecs.append((e, obj))
+            continue
+        tok = obj
         for M in tokenizer_Ms(e):
             size = tok.working_size(M)
             budgets.setdefault((size, M * math.log2(tok.K)), []).append(f"{name} M={M}")
             jobs += [Job(name, e.kind, s, size, "tokens", M=M) for s in sets]
     sizes = sorted({s for s, _ in budgets}) or [256]
-    for e in codecs:
-        codec = registry.load(e.name)
+    for e, codec in codecs:
         how = codec_settings(codec)
         for s in sets:
             if how == "budget":
@@ -391,7 +396,7 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
     for job in bar:
         fp = fingerprint(job, limit)
         if job.key in old and old[job.key].get("fingerprint") == fp:
-            rows[job.key] = old[job.key]
+            rows[job.key] = {**old[job.key], "setting": job.label()}  # a budget's sources may have grown
             cached += 1
             continue
         bar.set_postfix_str(job.key[:60])

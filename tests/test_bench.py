@@ -278,3 +278,13 @@ def test_summary_and_readme_block(bench, tmp_path):
     plain = tmp_path / "plain.md"
     plain.write_text("no markers\n")
     assert not update_readme(plain, summary) and plain.read_text() == "no markers\n"
+
+
+def test_an_entry_that_cannot_load_is_skipped(data_available, tmp_path, monkeypatch):
+    registry.entries()
+    monkeypatch.setitem(registry.REGISTRY, "broken-tok", registry.RegistryEntry(
+        name="broken-tok", kind="tokenizer", target="museumtok.tokenizers.lloyd_patch:NoSuchClass",
+        description="test", chapter="9", supported_M=(64,), default_M=64))
+    res = run_bench(["kodak"], names=["broken-tok", "jpeg"], limit=1, out=tmp_path, progress=False, fast=True, plots=False)
+    assert res.skipped[0]["name"] == "broken-tok" and "failed to load" in res.skipped[0]["reason"]
+    assert {r["name"] for r in res.rows} == {"jpeg"}
