@@ -457,8 +457,9 @@ def render_markdown(doc: dict) -> str:
         + (f" (fast mode, {doc['limit']} images per set)" if doc.get("fast") else "")
         + (f" with --limit {doc['limit']}" if doc.get("limit") and not doc.get("fast") else "") + ".",
         f"Host: {doc['host']['platform']}, {doc['host']['cpus']} CPUs, torch {doc['host']['torch']} "
-        f"with {doc['host']['torch_threads']} thread(s); the rows took {doc.get('compute_s', 0):.0f} s to measure "
-        f"(this run: {doc.get('wall_s', 0):.0f} s, cached rows reused). Regenerate with `make bench`.",
+        f"with {doc['host']['torch_threads']} thread(s); measuring all rows took {doc.get('compute_s', 0):.0f} s "
+        "(sum over rows; a rerun measures only rows whose checkpoint, images or setting changed). "
+        "Regenerate with `make bench`.",
         "",
         "Each row is the mean over the set's images, each a centre square crop resized to the working size "
         "S (px). **bits raw** = M·log2 K (fixed-length token indices); **bits coded** = entropy-coded bits "
