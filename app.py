@@ -14,6 +14,7 @@ import os
 import gradio as gr
 
 from museumtok.app import callbacks as cb
+from museumtok.app import codebook as cbh
 from museumtok.paths import cache_dir, image_roots
 
 INTRO = """# museumtok
@@ -51,6 +52,10 @@ def tokenize_tab():
                 webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
             grid = gr.Plot(label="Token grid (hover: token and patch)")
             budget = gr.Plot(label="Context budget")
+            with gr.Accordion("Codebook health (usage, perplexity, dead codes)", open=False):
+                health_run = gr.Button("Check the codebook on this image", elem_id="codebook-health")
+                health_md = gr.Markdown()
+                health_plot = gr.Plot(label="Code usage, most used first")
 
     def run_tokenize(source, name, M, ctx, txt):
         r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
@@ -72,6 +77,12 @@ def tokenize_tab():
     upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")
     run.click(run_tokenize, inputs, outputs, api_name="tokenize")
 
+    def run_health(source, name, M):
+        r = cbh.codebook_health(source, name, M)
+        return r.figure, cbh.health_markdown(r)
+
+    health_run.click(run_health, [upload, tokenizer, m], [health_plot, health_md], api_name="codebook_health")
+
 
 def budget_tab():
     gr.Markdown("Chapter 1's question: do 10 images of 256 tokens and 1.5k words (≈2k tokens) fit in 4k?")
@@ -88,13 +99,112 @@ def budget_tab():
                                                        api_name="budget")
 
 
+def chat_tab():
+    """Ask the LLM about an artwork: its tokens go into the prompt (§6, §8); answers stream."""
+    from museumtok.app import chat as ch
+
+    tokenizers = cb.tokenizer_choices()
+    first = tokenizers[-1] if tokenizers else None
+    m_values, m_default = cb.m_choices(first) if first else ([], None)
+    sid = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1):
+            status = gr.Markdown(ch.backend_status(), elem_id="chat-status")
+            upload = gr.File(label="Upload an artwork", file_types=["image", ".tif", ".tiff"], type="filepath",
+                             elem_id="chat-upload")
+            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="chat-tokenizer")
+            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="chat-m")
+            context = gr.Slider(256, 8192, value=ch.DEFAULT_CONTEXT, step=64, label="Context window (tokens)",
+                                elem_id="chat-context")
+            recognise = gr.Checkbox(True, label="Look the work up in the catalog (its card goes into the prompt)",
+                                    elem_id="chat-recognise")
+            load = gr.Button("Use this image", elem_id="chat-load")
+            grid = gr.Plot(label="Token grid (cited tokens boxed in red)")
+            budget = gr.Plot(label="Context budget of the last prompt")
+        with gr.Column(scale=2):
+            chatbot = gr.Chatbot(label="Ask the guide about the artwork", height=420, elem_id="chatbot")
+            question = gr.Textbox(label="Your question", placeholder="What colours dominate this painting?",
+                                  elem_id="chat-question")
+            with gr.Row():
+                send = gr.Button("Ask", variant="primary", elem_id="chat-send")
+                clear = gr.Button("Clear the conversation", elem_id="chat-clear")
+            notice = gr.Markdown(elem_id="chat-notice")
+            with gr.Accordion("What the LLM sees (the prompt, image tokens included)", open=False):
+                sees = gr.Textbox(lines=10, max_lines=30, show_label=False, elem_id="chat-sees")
+            with gr.Row():
+                audit_btn = gr.Button("Download the audit log", elem_id="chat-audit-btn")
+                audit = gr.File(label="Audit log (JSONL)", elem_id="chat-audit")
+
+    outputs = [sid, chatbot, sees, budget, grid, notice]
+
+    def on_load(source, name, M, s, ctx, rec):
+        return ch.load_image_for_chat(source, name, M, s, ctx, recognise=bool(rec)).outputs() + (ch.backend_status(),)
+
+    def on_ask(q, history, s, ctx):
+        for v in ch.chat_turn(q, history, s, ctx):
+            out = [gr.skip() if x is None or x == "" else x for x in v.outputs()]
+            out[1] = v.history
+            yield tuple(out) + ("", ch.backend_status())
+
+    def on_tokenizer(name):
+        values, default = cb.m_choices(name)
+        return gr.Dropdown(choices=values, value=default)
+
+    load_inputs = [upload, tokenizer, m, sid, context, recognise]
+    tokenizer.change(on_tokenizer, tokenizer, m, api_name="chat_m_choices")
+    upload.upload(on_load, load_inputs, outputs + [status], api_name="chat_image")
+    load.click(on_load, load_inputs, outputs + [status], api_name="chat_load")
+    ask_inputs = [question, chatbot, sid, context]
+    question.submit(on_ask, ask_inputs, outputs + [question, status], api_name="chat_ask")
+    send.click(on_ask, ask_inputs, outputs + [question, status], api_name="chat_send")
+    clear.click(lambda s: ch.clear_chat(s).outputs(), sid, outputs, api_name="chat_clear")
+    audit_btn.click(ch.audit_file, sid, audit, api_name="chat_audit")
+
+
+def codec_tab():
+    from museumtok.app import codecs as cc
+
+    choices = cc.codec_choices()
+    gr.Markdown("Learned codecs write real bitstreams (§5): M does not apply, the rate is set by the checkpoint's λ.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
+                             elem_id="codec-upload")
+            codec = gr.Dropdown(choices, value=choices[-1] if choices else None, label="Codec", elem_id="codec")
+            size = gr.Dropdown(list(cc.CODEC_SIZES), value=512, label="Centre crop (px)")
+            run = gr.Button("Compress", variant="primary", elem_id="codec-run")
+        with gr.Column(scale=2):
+            notes = gr.Markdown()
+            with gr.Row():
+                original = gr.Image(label="Original crop", type="pil", interactive=False)
+                recon = gr.Image(label="Decoded from the bytes", type="pil", interactive=False)
+                bmap = gr.Image(label="Bits per pixel", type="pil", interactive=False)
+            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (JPEG/WebP at the same bits)",
+                                   interactive=False, wrap=True)
+            with gr.Row():
+                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
+                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
+
+    def run_codec(source, name, px):
+        r = cc.compress_image(source, name, px or 512)
+        return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
+                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"))
+
+    run.click(run_codec, [upload, codec, size], [notes, original, recon, bmap, metrics, jpeg, webp],
+              api_name="compress")
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="museumtok") as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Tokenize"):
             tokenize_tab()
+        with gr.Tab("Codecs"):
+            codec_tab()
         with gr.Tab("Context budget"):
             budget_tab()
+        with gr.Tab("Chat"):
+            chat_tab()
     return demo
 
 
@@ -109,11 +219,18 @@ def main(argv=None):
     p.add_argument("--share", action="store_true", help="create a public share link (off by default)")
     p.add_argument("--auth", default=os.environ.get("MUSEUMTOK_AUTH"),
                    help="user:password required to open the app (off by default)")
+    p.add_argument("--llm", default=None,
+                   help="chat backend: embedded (default), hf:<path or Hub id>, http://host:port/v1#model, echo "
+                        "(or $MUSEUMTOK_LLM)")
     a = p.parse_args(argv)
+    if a.llm:
+        from museumtok.app import chat as ch
+
+        ch.BACKEND.set(spec=a.llm)
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
     demo.queue(default_concurrency_limit=2).launch(
         server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="50mb",
-        allowed_paths=[str(r) for r in image_roots()] + [str(cache_dir("thumbs"))],
+        allowed_paths=[str(r) for r in image_roots()] + [str(cache_dir("thumbs")), str(cache_dir("audit"))],
         show_error=True,
     )
 

@@ -5,9 +5,11 @@
     museumtok data verify                       check every image found against its sha256
     museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
-    museumtok bench [--sets S..] [--names N..] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
+    museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
+    museumtok bench [--sets ...] [--names ...] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
+    museumtok llm {convert, serve, ask IMAGE Q, cost}  the chat LLM (§6, §8)
 
 Each sub-command is a small function; later chapters add theirs with :func:`subcommand`.
 """
@@ -128,35 +130,6 @@ def _encode(sub):
 
 
 @subcommand
-def _bench(sub):
-    p = sub.add_parser("bench", help="one table of every registry tokenizer and codec (JSON, Markdown, plots)")
-    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
-                   help="evaluation sets (default: kodak artworks-test)")
-    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="registry names (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="first N images of each set")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/bench)")
-    p.add_argument("--fast", action="store_true", help="2 images per set (also MUSEUMTOK_FAST=1)")
-    p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    def run(args):
-        from .bench import DEFAULT_SETS, run_bench
-
-        res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
-                        progress=not args.quiet, plots=not args.no_plots,
-                        command="python -m museumtok " + " ".join(sys.argv[1:] if sys.argv[1:2] == ["bench"] else ["bench"]))
-        print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
-              f"-> {res.md_path}", file=sys.stderr)
-        for s in res.skipped:
-            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
-        for e in res.errors:
-            print(f"error {e['key']}: {e['error']}", file=sys.stderr)
-        return 1 if res.errors else 0
-
-    p.set_defaults(func=run)
-
-
-@subcommand
 def _train(sub):
     from .train import add_config_arguments, config_from_args, load_trainers
 
@@ -210,6 +183,132 @@ def _errata(sub):
         return 0
 
     p.set_defaults(func=run)
+
+
+@subcommand
+def _eval(sub):
+    p = sub.add_parser("eval", help="evaluations: `eval rd` (rate–distortion with real bitstreams)")
+    esub = p.add_subparsers(dest="eval_cmd", required=True)
+    r = esub.add_parser("rd", help="RD curves of the learned codecs, JPEG/WebP and tokenizers; BD-rate vs JPEG")
+    r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
+    r.add_argument("--limit", type=int, default=None, help="only the first N images")
+    r.add_argument("--out", type=Path, default=Path("results"), help="folder for rd_<set>.json/.html/.png")
+    r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all bundled)")
+    r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
+
+    def run(args):
+        from .cards import markdown_table
+        from .rd import run_rd, summary_table, write_rd
+
+        split = (lambda v: None if v is None else [s for s in v.split(",") if s.strip()])
+        res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True)
+        for path in write_rd(res, args.out):
+            print(f"wrote {path}")
+        print(markdown_table(summary_table(res)))
+        print(markdown_table(res["bd_vs_jpeg"], floatfmt=".2f"))
+        return 0
+
+    r.set_defaults(func=run)
+
+
+@subcommand
+def _bench(sub):
+    p = sub.add_parser("bench", help="one table of every registry tokenizer and codec (JSON, Markdown, plots)")
+    p.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                   help="evaluation sets (default: kodak artworks-test)")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="registry names (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each set")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default docs/bench)")
+    p.add_argument("--fast", action="store_true", help="2 images per set (also MUSEUMTOK_FAST=1)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    def run(args):
+        from .bench import DEFAULT_SETS, run_bench
+
+        res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
+                        progress=not args.quiet, plots=not args.no_plots,
+                        command="python -m museumtok " + " ".join(sys.argv[1:] if argv_is_cli() else ["bench"]))
+        print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
+              f"-> {res.md_path}", file=sys.stderr)
+        for s in res.skipped:
+            print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        for e in res.errors:
+            print(f"error {e['key']}: {e['error']}", file=sys.stderr)
+        return 1 if res.errors else 0
+
+    p.set_defaults(func=run)
+
+
+def argv_is_cli() -> bool:
+    """True when this process was started as ``museumtok ...`` / ``python -m museumtok ...``."""
+    return len(sys.argv) > 1 and sys.argv[1] == "bench"
+
+
+@subcommand
+def _llm(sub):
+    p = sub.add_parser("llm", help="the chat LLM: convert the embedded model, serve it, ask about an image, costs")
+    lsub = p.add_subparsers(dest="llm_cmd", required=True)
+    c = lsub.add_parser("convert", help="convert the embedded SmolLM2 GGUF to safetensors (once, ~30 s)")
+    s = lsub.add_parser("serve", help="OpenAI-compatible server on loopback in front of a backend")
+    s.add_argument("--llm", default=None, help="backend: embedded (default), hf:<id>, echo")
+    s.add_argument("--port", type=int, default=8000)
+    a = lsub.add_parser("ask", help="ask a question about an image; the answer streams to stdout")
+    a.add_argument("image")
+    a.add_argument("question")
+    a.add_argument("-t", "--tokenizer", default="lloyd-patch-k1024")
+    a.add_argument("-M", type=int, default=None)
+    a.add_argument("--llm", default=None, help="backend spec (default $MUSEUMTOK_LLM or embedded)")
+    a.add_argument("--max-new-tokens", type=int, default=128)
+    a.add_argument("--audit", type=Path, default=None, help="append the audit records to this JSONL file")
+    k = lsub.add_parser("cost", help="the §6.2 cost example recomputed (Llama 3 70B on an A100)")
+    k.add_argument("-L", type=int, default=1200, help="text tokens")
+    k.add_argument("-M", type=int, default=256, help="image tokens")
+
+    def run_convert(args):
+        from .llm.backend import convert_embedded
+
+        print(convert_embedded())
+        return 0
+
+    def run_serve(args):
+        from .llm.serve import main as serve_main
+
+        serve_main((["--llm", args.llm] if args.llm else []) + ["--port", str(args.port)])
+        return 0
+
+    def run_ask(args):
+        from . import registry
+        from .llm.audit import AuditLog
+        from .llm.backend import make_backend
+        from .llm.chat import ChatSession
+
+        session = ChatSession(make_backend(args.llm), audit=AuditLog(args.audit) if args.audit else None,
+                              max_new_tokens=args.max_new_tokens, reserve_answer=args.max_new_tokens)
+        session.set_image(registry.load(args.tokenizer), args.image, args.M, image_id=Path(args.image).name)
+        shown = ""
+        for partial in session.ask(args.question):
+            print(partial[len(shown):], end="", flush=True)
+            shown = partial
+        print()
+        st = session.last.stats
+        if st:
+            print(f"[{session.backend.name}: TTFT {st['ttft_s'] * 1e3:.0f} ms, {st['tokens_per_s']:.1f} tokens/s, "
+                  f"prompt {st['prompt_tokens']} tokens]", file=sys.stderr)
+        return 0 if session.last.error is None else 2
+
+    def run_cost(args):
+        from .llm.cost import review_example
+
+        r = review_example(L=args.L, M=args.M)
+        for key, v in r.items():
+            print(f"{key:<34} {v:.4g}")
+        return 0
+
+    c.set_defaults(func=run_convert)
+    s.set_defaults(func=run_serve)
+    a.set_defaults(func=run_ask)
+    k.set_defaults(func=run_cost)
 
 
 def build_parser() -> argparse.ArgumentParser:

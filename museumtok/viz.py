@@ -208,6 +208,35 @@ def patch_codebook_image(codebook: torch.Tensor, patch: int, columns: int = 32, 
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
+# ----------------------------------------------------------------------------- §4.3: codebook health
+
+
+def codebook_usage_figure(counts, title: str | None = None, sort: bool = True) -> go.Figure:
+    """How often each of the K codes is used: a bar per code, most used first when ``sort``.
+
+    Used by the app's codebook-health panel and the VQ-VAE notebook. The title reports perplexity
+    exp H(p̂) (K under uniform use, 1 under collapse), codes used and dead codes.
+    """
+    from .metrics import codebook_stats
+
+    c = torch.as_tensor(counts).long().reshape(-1)
+    st = codebook_stats(c, len(c), counts=True)
+    order = torch.argsort(c, descending=True, stable=True) if sort else torch.arange(len(c))
+    y = c[order].numpy()
+    x = np.arange(len(c)) if sort else order.numpy()
+    hover = [f"code {int(k)}: used {int(v)}×" for k, v in zip(order.tolist(), y.tolist())]
+    fig = go.Figure(go.Bar(x=x, y=y, hovertext=hover, hoverinfo="text", marker_color="#1f77b4",
+                           marker_line_width=0))
+    if st.n:
+        fig.add_hline(y=st.n / len(c), line_dash="dot", annotation_text="uniform use",
+                      annotation_position="top right")
+    fig.update_layout(
+        title=title or f"perplexity {st.perplexity:.1f} of K={st.K} · {st.used} codes used · {st.dead} dead",
+        xaxis_title="code rank (most used first)" if sort else "code index", yaxis_title="uses",
+        bargap=0, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
 def interact_or_call(**widgets):
     """``ipywidgets.interact`` as a decorator, except in fast mode (the notebook tests).
 
@@ -235,3 +264,28 @@ def interact_or_call(**widgets):
         return fn
 
     return deco
+
+
+# ----------------------------------------------------------------------------- §5.4: resampler attention
+
+
+def attention_overlay(image: torch.Tensor, amap: torch.Tensor, strength: float = 0.8) -> Image.Image:
+    """One latent's attention (h, w) over an image (3, S, S) in [0, 1]: the image dimmed where the
+    latent does not look (the map is upsampled with nearest neighbours and scaled to its maximum)."""
+    S = image.shape[-1]
+    a = torch.nn.functional.interpolate(amap[None, None].float(), size=(S, S), mode="nearest")[0, 0]
+    a = a / a.max().clamp_min(1e-12)
+    out = image.float() * (1 - strength + strength * a)
+    return Image.fromarray((out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+
+
+def attention_mosaic(image: torch.Tensor, maps: torch.Tensor, columns: int = 8, scale: int = 2) -> Image.Image:
+    """All M attention maps (M, h, w) as overlays on the image (3, S, S), row-major, token 0 top left."""
+    tiles = [attention_overlay(image, a) for a in maps]
+    S = image.shape[-1]
+    rows = -(-len(tiles) // columns)
+    canvas = Image.new("RGB", (columns * (S + 2), rows * (S + 2)), "white")
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas.paste(t, (c * (S + 2), r * (S + 2)))
+    return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)

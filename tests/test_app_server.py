@@ -45,3 +45,8 @@ def test_budget_endpoint(client):
 
 def test_binds_loopback_only(app_server):
     assert app_server.startswith("http://127.0.0.1:")
+
+
+def test_codebook_health_endpoint(client, kodak_path):
+    fig, md = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k256", 256, api_name="/codebook_health")
+    assert "perplexity" in md and "distinct codes used" in md

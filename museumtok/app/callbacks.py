@@ -146,7 +146,7 @@ def tokenize_image(
                          notes=list(loaded.notes))
     res.error_image = error_map(x, x_hat)
     res.grid = token_grid_figure(t)
-    coded = f", entropy-coded {t.bits_coded:.0f} bits" if t.bits_coded is not None else ""
+    coded = f", entropy-coded {t.bits_coded:.0f} bits" if t.bits_coded is not None else unigram_note(tok, t)
     res.metrics.append(_row(tokenizer, t.M, t.bits, h, w, x, x_hat, t.encode_ms, dec_ms,
                             f"raw {t.bits_raw:.0f} bits = {t.M}·log2 {t.K}{coded}"))
     if compare:
@@ -171,6 +171,17 @@ def tokenize_image(
                      f"{loaded.image.size[1]} original, resized to {w}×{h}")
     res.budget = budget_figure(ContextBudget(context=int(context), images=1, M=t.M, text_tokens=int(text_tokens)))
     return res
+
+
+def unigram_note(tok, t) -> str:
+    """", unigram-coded N bits": the indices range-coded under a prior fitted on the training split (§5)."""
+    try:
+        from ..entropy.unigram import prior_for
+
+        nbytes = len(prior_for(tok, t.M).encode(t.indices))
+    except Exception as err:  # a missing training image must not take the result down
+        return f" (entropy-coded size n/a: {err})"
+    return f", unigram-coded {8 * nbytes} bits ({nbytes} bytes)"
 
 
 def budget(context: int, images: int, M: int, text_tokens: int):

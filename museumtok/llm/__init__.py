@@ -1,4 +1,13 @@
-"""LLM side: context budget (§1, §6.2); backends, vocabulary, cost model and chat come with §6–8."""
-from .budget import ContextBudget, text_tokens_from_words
+"""LLM side (§1, §6, §8): context budget, image vocabulary, prompt formats, backends, cost, audit, chat.
 
-__all__ = ["ContextBudget", "text_tokens_from_words"]
+Importing this package is cheap: no model is loaded until a backend is built (``make_backend``).
+"""
+from .audit import AuditLog, read_log, resolve_citations
+from .backend import BackendError, ChatBackend, EchoBackend, HTTPBackend, TransformersBackend, make_backend
+from .budget import BudgetPlan, ContextBudget, plan_budget, text_tokens_from_words
+from .chat import ChatSession
+from .vocab import IMAGE_END, IMAGE_START, ImageVocab, VocabError
+
+__all__ = ["AuditLog", "BackendError", "BudgetPlan", "ChatBackend", "ChatSession", "ContextBudget", "EchoBackend",
+           "HTTPBackend", "IMAGE_END", "IMAGE_START", "ImageVocab", "TransformersBackend", "VocabError",
+           "make_backend", "plan_budget", "read_log", "resolve_citations", "text_tokens_from_words"]

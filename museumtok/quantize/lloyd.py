@@ -54,16 +54,23 @@ def kmeans_pp_init(z: torch.Tensor, K: int, generator: torch.Generator | None = 
     return torch.cat(centers, 0).clone()
 
 
+def cell_sums(z: torch.Tensor, codebook: torch.Tensor):
+    """The assignment step and what every update needs: (indices (N,), squared distances (N,),
+    per-code sums of assigned vectors (K, D), per-code counts (K,))."""
+    K, D = codebook.shape
+    idx, d2 = nearest(z, codebook)
+    sums = torch.zeros(K, D, dtype=z.dtype, device=z.device).index_add_(0, idx, z)
+    counts = torch.bincount(idx, minlength=K).to(z.dtype)
+    return idx, d2, sums, counts
+
+
 def lloyd_step(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One batch Lloyd iteration. Returns (new codebook, assignments under the old one, old distortion).
 
     A code whose cell is empty is moved onto the vector with the largest error, which cannot raise
     the distortion (that vector's error drops to zero, no other vector's error changes).
     """
-    K, D = codebook.shape
-    idx, d2 = nearest(z, codebook)
-    sums = torch.zeros(K, D, dtype=z.dtype, device=z.device).index_add_(0, idx, z)
-    counts = torch.bincount(idx, minlength=K).to(z.dtype)
+    idx, d2, sums, counts = cell_sums(z, codebook)
     new = codebook.clone()
     used = counts > 0
     new[used] = sums[used] / counts[used, None]
@@ -76,10 +83,7 @@ def lloyd_step(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, t
 
 def ema_step(z: torch.Tensor, codebook: torch.Tensor, gamma: float = 0.99, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     """Appendix B, Alg. 1 on one mini-batch: e_k ← γ e_k + (1−γ) Σ_{i:k_i=k} z_i / (N_k + ε) for N_k > 0."""
-    K, D = codebook.shape
-    idx, _ = nearest(z, codebook)
-    sums = torch.zeros(K, D, dtype=z.dtype, device=z.device).index_add_(0, idx, z)
-    counts = torch.bincount(idx, minlength=K).to(z.dtype)
+    idx, _, sums, counts = cell_sums(z, codebook)
     new = codebook.clone()
     used = counts > 0
     new[used] = gamma * codebook[used] + (1 - gamma) * sums[used] / (counts[used, None] + eps)
@@ -88,10 +92,7 @@ def ema_step(z: torch.Tensor, codebook: torch.Tensor, gamma: float = 0.99, eps: 
 
 def minibatch_step(z: torch.Tensor, codebook: torch.Tensor, totals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sculley's mini-batch k-means: each code is the running mean of all vectors ever assigned to it."""
-    K, D = codebook.shape
-    idx, _ = nearest(z, codebook)
-    sums = torch.zeros(K, D, dtype=z.dtype, device=z.device).index_add_(0, idx, z)
-    counts = torch.bincount(idx, minlength=K).to(z.dtype)
+    idx, _, sums, counts = cell_sums(z, codebook)
     totals = totals + counts
     new = codebook.clone()
     used = counts > 0

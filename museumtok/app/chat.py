@@ -1,0 +1,275 @@
+"""Pure callbacks behind the app's Chat tab (unit-tested with a fake backend, no Gradio needed).
+
+The LLM is built lazily, on the first chat action, by :class:`LazyBackend` (``$MUSEUMTOK_LLM`` or
+``app.py --llm``; the embedded SmolLM2 by default). If it cannot be built, every chat callback
+answers with the reason and the rest of the app keeps working.
+
+Per visitor the app keeps only a session id (a string in ``gr.State``); the
+:class:`~museumtok.llm.chat.ChatSession` objects live here, in a bounded table.
+"""
+from __future__ import annotations
+
+import html
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .. import registry
+from ..data.images import ImageLoadError, load_image
+from ..llm.audit import AuditLog
+from ..llm.backend import BackendError, ChatBackend, backend_spec, make_backend
+from ..llm.budget import ContextBudget
+from ..llm.chat import ChatSession
+from ..paths import cache_dir
+from ..tokenizers.base import UnsupportedM
+from ..viz import budget_figure, token_grid_figure
+
+MAX_SESSIONS = 200
+DEFAULT_CONTEXT = 2048
+
+
+class LazyBackend:
+    """The process's one LLM, built on first use (thread-safe); a failure is remembered and reported."""
+
+    def __init__(self, spec: str | None = None):
+        self.spec = spec
+        self._backend: ChatBackend | None = None
+        self._error: str | None = None
+        self._lock = threading.Lock()
+
+    def set(self, backend: ChatBackend | None = None, spec: str | None = None) -> None:
+        with self._lock:
+            self._backend, self._error = backend, None
+            if spec is not None:
+                self.spec = spec
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
+
+    def get(self) -> tuple[ChatBackend | None, str | None]:
+        with self._lock:
+            if self._backend is None and self._error is None:
+                try:
+                    self._backend = make_backend(self.spec)
+                except Exception as err:  # noqa: BLE001 — any failure must leave the app up
+                    self._error = (f"The language model ({backend_spec(self.spec)}) could not be loaded: "
+                                   f"{type(err).__name__}: {err}")
+            return self._backend, self._error
+
+
+BACKEND = LazyBackend()
+#: backend for works the catalog does not recognise (§11's fallback), e.g. a bigger model over HTTP
+FALLBACK = LazyBackend(spec=os.environ.get("MUSEUMTOK_LLM_FALLBACK") or None)
+#: cosine similarity under which an upload counts as "not in the catalog" (see benchmarks/retrieval.py)
+RECOGNITION_THRESHOLD = 0.8
+
+
+class LazyIndex:
+    """The catalog's token-histogram index, built (or read from its cache) on first use."""
+
+    def __init__(self, tokenizer: str = "lloyd-patch-k1024", M: int = 1024):
+        self.tokenizer, self.M = tokenizer, M
+        self._index, self._error = None, None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._index is None and self._error is None:
+                try:
+                    from ..llm.retrieval import CatalogIndex
+
+                    self._index = CatalogIndex.build(registry.load(self.tokenizer), self.M)
+                except Exception as err:  # noqa: BLE001 — retrieval is optional; the chat works without it
+                    self._error = f"catalog retrieval unavailable: {err}"
+            return self._index, self._error
+
+
+CATALOG_INDEX = LazyIndex()
+_SESSIONS: "OrderedDict[str, ChatSession]" = OrderedDict()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def _session(sid: str | None, backend: ChatBackend, context: int | None = None) -> tuple[str, ChatSession]:
+    with _SESSIONS_LOCK:
+        if sid and sid in _SESSIONS and _SESSIONS[sid].backend is backend:
+            _SESSIONS.move_to_end(sid)
+            s = _SESSIONS[sid]
+        else:
+            sid = sid or uuid.uuid4().hex[:16]
+            s = ChatSession(backend, audit=AuditLog(cache_dir("audit") / f"chat-{sid}.jsonl"))
+            _SESSIONS[sid] = s
+            while len(_SESSIONS) > MAX_SESSIONS:
+                _SESSIONS.popitem(last=False)
+    if context:
+        s.context = max(64, min(int(context), backend.context_window))
+    return sid, s
+
+
+@dataclass
+class ChatView:
+    """Everything the Chat tab shows after an action."""
+
+    sid: str | None = None
+    history: list[dict] = field(default_factory=list)   # Chatbot messages (role, content)
+    sees: str = ""                                       # "what the LLM sees": the last prompt, verbatim
+    budget: Any = None                                   # plotly bar
+    grid: Any = None                                     # token grid, citations highlighted
+    notice: str = ""                                     # markdown: budget notices, errors, stats
+
+    def outputs(self):
+        return self.sid, self.history, self.sees, self.budget, self.grid, self.notice
+
+
+def display_text(text: str) -> str:
+    """Answer text for the Chatbot: angle brackets escaped so ``<v312>`` is shown, not eaten as HTML."""
+    return html.escape(text, quote=False)
+
+
+def prompt_text(messages: list[dict]) -> str:
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
+
+
+def _budget_fig(s: ChatSession, plan=None):
+    M = plan.M if plan is not None else (s.tokens.M if s.tokens is not None else 0)
+    used = plan.used if plan is not None else None
+    reserve = s.reserve_answer
+    image = (M + 2) if M else 0
+    text = (used - image - reserve) if used is not None else 0
+    return budget_figure(ContextBudget(context=s.context, images=1 if M else 0, M=M or 0,
+                                       text_tokens=max(0, text), reserve_answer=reserve))
+
+
+def identify(image) -> tuple[str | None, str, bool]:
+    """(catalog card or None, a line for the visitor, recognised?) from the catalog index."""
+    index, err = CATALOG_INDEX.get()
+    if index is None:
+        return None, err or "", False
+    m = index.query(image, threshold=RECOGNITION_THRESHOLD)
+    return m.card, m.message(RECOGNITION_THRESHOLD), m.entry is not None
+
+
+def load_image_for_chat(source, tokenizer: str, M, sid: str | None = None, context: int | None = None,
+                        card: str | None = None, recognise: bool = False) -> ChatView:
+    """Tokenize the visitor's image for the chat: flushes the conversation and the KV cache.
+
+    ``recognise``: look the image up in the catalog first; a match's card goes into the prompt, and
+    an unknown work is routed to the fallback backend when ``$MUSEUMTOK_LLM_FALLBACK`` is set."""
+    if source is None or (isinstance(source, str) and not source.strip()):
+        return ChatView(sid=sid, notice="Upload an image or pick an artwork first.")
+    lines = []
+    if recognise:
+        try:
+            found, line, known = identify(load_image(source).image)
+        except ImageLoadError as e:
+            return ChatView(sid=sid, notice=f"**⚠ Cannot use this file: {e}**")
+        card = card or found
+        lines.append(line)
+        if not known and FALLBACK.spec:
+            fb, fb_err = FALLBACK.get()
+            if fb is not None:
+                lines.append(f"Routed to the fallback model `{fb.name}`.")
+                return _load_with(fb, source, tokenizer, M, sid, context, card, lines)
+            lines.append(f"⚠ fallback unavailable: {fb_err}")
+    backend, err = BACKEND.get()
+    if err:
+        return ChatView(sid=sid, notice=f"**⚠ {err}**")
+    return _load_with(backend, source, tokenizer, M, sid, context, card, lines)
+
+
+def _load_with(backend, source, tokenizer, M, sid, context, card, lines) -> ChatView:
+    try:
+        entry = registry.get(tokenizer)
+        if entry.kind != "tokenizer":
+            return ChatView(sid=sid, notice=f"**⚠ {tokenizer} is a codec, not a tokenizer.**")
+        loaded = load_image(source)
+        tok = registry.load(tokenizer)
+        Mv = tok.check_M(M)
+    except (KeyError, ImageLoadError, UnsupportedM, FileNotFoundError) as e:
+        return ChatView(sid=sid, notice=f"**⚠ {e}**")
+    sid, s = _session(sid, backend, context)
+    name = getattr(source, "name", None) or str(source)
+    s.set_image(tok, loaded.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
+    lines.append(f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
+                 f"and the KV cache start afresh. Backend: `{backend.name}`.")
+    return ChatView(sid=sid, history=[], sees=prompt_text(s.messages_for("(your question)", s.plan("x"))),
+                    budget=_budget_fig(s), grid=token_grid_figure(s.tokens),
+                    notice="\n".join(f"- {x}" for x in lines if x))
+
+
+def chat_turn(question: str, history: list[dict] | None, sid: str | None, context: int | None = None,
+              temperature: float = 0.0) -> Iterator[ChatView]:
+    """Stream one answer: yields a ChatView after every piece (the last one carries stats and citations)."""
+    history = list(history or [])
+    with _SESSIONS_LOCK:
+        s = _SESSIONS.get(sid) if sid else None
+    if s is None:
+        backend, err = BACKEND.get()
+        if err:
+            yield ChatView(sid=sid, history=history, notice=f"**⚠ {err}**")
+            return
+        sid, s = _session(sid, backend, context)
+    elif context:
+        s.context = max(64, min(int(context), s.backend.context_window))
+    q = (question or "").strip()
+    if not q:
+        yield ChatView(sid=sid, history=history, notice="Type a question first.")
+        return
+    history = history + [{"role": "user", "content": display_text(q)}, {"role": "assistant", "content": ""}]
+    gen = s.ask(q, temperature=temperature)
+    view = ChatView(sid=sid, history=history)
+    first = True
+    for partial in gen:
+        rec = s.last
+        history[-1] = {"role": "assistant", "content": display_text(partial)}
+        view = ChatView(sid=sid, history=history)
+        if first:   # the prompt, its budget and the notices are fixed once the turn starts
+            view.sees = prompt_text(rec.messages)
+            view.budget = _budget_fig(s, rec.plan) if rec.plan else None
+            view.notice = "\n".join(f"- {n}" for n in (rec.plan.notices if rec.plan else []))
+            first = False
+        yield view
+    view.sees = prompt_text(rec.messages)
+    view.budget = _budget_fig(s, rec.plan) if rec.plan else None
+    rec = s.last
+    notes = list(rec.plan.notices) if rec.plan else []
+    if rec.error:
+        notes.append(f"⚠ {rec.error}")
+    if rec.stats:
+        st = rec.stats
+        notes.append(f"time to first token {st.get('ttft_s', 0) * 1e3:.0f} ms, {st.get('tokens_per_s', 0):.1f} tokens/s, "
+                     f"prompt {st.get('prompt_tokens', 0)} tokens ({st.get('reused_tokens', 0)} reused from the KV cache)")
+    cited = sorted({p for c in rec.citations for p in c["positions"]})
+    if rec.citations:
+        notes.append("cited: " + ", ".join(f"`{c['cite']}` → {len(c['boxes'])} patch(es)" for c in rec.citations))
+    view.notice = "\n".join(f"- {n}" for n in notes)
+    if s.tokens is not None and rec.plan is not None and rec.plan.M is not None:
+        view.grid = token_grid_figure(s.tokens_at(rec.plan.M), highlight=cited or None)
+    yield view
+
+
+def clear_chat(sid: str | None) -> ChatView:
+    with _SESSIONS_LOCK:
+        s = _SESSIONS.get(sid) if sid else None
+    if s is not None:
+        s.clear()
+    return ChatView(sid=sid, notice="Conversation cleared.")
+
+
+def audit_file(sid: str | None) -> str | None:
+    """Path of this visitor's audit log (JSONL), for download; None before the first image."""
+    with _SESSIONS_LOCK:
+        s = _SESSIONS.get(sid) if sid else None
+    if s is None or s.audit is None or not s.audit.path.exists():
+        return None
+    return str(s.audit.path)
+
+
+def backend_status() -> str:
+    if BACKEND.loaded:
+        b, _ = BACKEND.get()
+        return f"LLM: `{b.name}` (context {b.context_window} tokens)"
+    return f"LLM: `{backend_spec(BACKEND.spec)}` (loads on the first image or question)"

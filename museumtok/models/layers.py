@@ -1,0 +1,194 @@
+"""Convolutional encoder and decoder shared by VQ-VAE and dVAE (van den Oord et al. 2017; Ramesh et al. 2021).
+
+The building blocks follow the VQ-VAE paper (van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete
+Representation Learning", NeurIPS 2017, arXiv:1711.00937): strided 4×4 convolutions halve the
+resolution, residual blocks are ``ReLU → 3×3 conv → ReLU → 1×1 conv`` added to their input, and the
+decoder mirrors the encoder with 4×4 transposed convolutions. The DALL·E dVAE (Ramesh et al., "Zero-Shot
+Text-to-Image Generation", ICML 2021, arXiv:2102.12092) uses the same shape of network (with more and
+wider blocks), so both models here build on :class:`Encoder` and :class:`Decoder`.
+
+The learned codecs of §5 (Ballé et al.) use the GDN/IGDN layers and 5×5 strided convolutions at
+the end of this file.
+
+A downsampling factor f = 2^L takes L strided stages; ``channels`` gives the width at each
+resolution, from full resolution (``channels[0]``) down to 1/f (``channels[L]``)::
+
+    Encoder (f = 8, L = 3)
+    x (B, 3, S, S) ─conv3×3─▶ (B, c0, S, S)
+      ─down─▶ (B, c1, S/2, S/2) ─res×n─▶ ─down─▶ (B, c2, S/4, S/4) ─res×n─▶
+      ─down─▶ (B, c3, S/8, S/8) ─res×n─▶ ReLU ─conv1×1─▶ z_e (B, D, S/8, S/8)
+
+    Decoder: the mirror image
+    z_q (B, D, h, w) ─conv3×3─▶ (B, c3, h, w) ─res×n─▶ ─up─▶ (B, c2, 2h, 2w) ─res×n─▶ … ─up─▶
+      (B, c0, f·h, f·w) ─ReLU─conv3×3─▶ x̂ (B, 3, f·h, f·w)
+
+There is no normalisation layer: the paper's blocks have none, and with batches of a few crops on a
+CPU GroupNorm costs time without helping at this size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..quantize.output import QuantizerOutput
+
+
+def num_levels(f: int) -> int:
+    """L = log2 f for a downsampling factor f ∈ {2, 4, 8, 16, …}; clear error otherwise."""
+    L = int(round(math.log2(f))) if f > 0 else -1
+    if f < 2 or 2**L != f:
+        raise ValueError(f"downsampling factor f must be a power of two ≥ 2 (e.g. 4, 8, 16), got {f}")
+    return L
+
+
+def level_channels(f: int, channels: Sequence[int]) -> list[int]:
+    """Widths c_0 … c_L for the L+1 resolutions of factor f; the last given width repeats if too few."""
+    L = num_levels(f)
+    ch = [int(c) for c in channels]
+    if not ch:
+        raise ValueError("channels must list at least one width")
+    return [ch[min(i, len(ch) - 1)] for i in range(L + 1)]
+
+
+class ResBlock(nn.Module):
+    """x + conv1×1(ReLU(conv3×3(ReLU(x)))), the residual block of VQ-VAE (arXiv:1711.00937, §4.1)."""
+
+    def __init__(self, channels: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or max(channels // 2, 1)
+        self.block = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(channels, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, channels, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        return x + self.block(x)
+
+
+class Encoder(nn.Module):
+    """x (B, 3, S, S) -> (B, out_channels, S/f, S/f); ``out_channels=None`` ends at the ReLU features."""
+
+    def __init__(self, f: int = 8, channels: Sequence[int] = (32, 64, 128), num_res: int = 1,
+                 out_channels: int | None = 64, in_channels: int = 3):
+        super().__init__()
+        ch = level_channels(f, channels)
+        L = num_levels(f)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ch[0], 3, padding=1)]
+        for i in range(L):
+            if i > 0:
+                layers.append(nn.ReLU())
+            layers.append(nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1))  # halves H and W
+            layers += [ResBlock(ch[i + 1]) for _ in range(num_res)]
+        layers.append(nn.ReLU())
+        if out_channels is not None:  # None: stop at the ReLU features (B, c_L, S/f, S/f)
+            layers.append(nn.Conv2d(ch[L], out_channels, 1))
+        self.net = nn.Sequential(*layers)
+        self.f = f
+        self.out_channels = out_channels if out_channels is not None else ch[L]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.f or x.shape[-2] % self.f:
+            raise ValueError(f"image sides {tuple(x.shape[-2:])} must be multiples of f={self.f}")
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """z (B, in_channels, h, w) -> x̂ (B, 3, f·h, f·w), unbounded (the losses compare it with x in [0, 1])."""
+
+    def __init__(self, f: int = 8, channels: Sequence[int] = (32, 64, 128), num_res: int = 1,
+                 in_channels: int = 64, out_channels: int = 3):
+        super().__init__()
+        ch = level_channels(f, channels)
+        L = num_levels(f)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ch[L], 3, padding=1)]
+        for i in reversed(range(L)):
+            layers += [ResBlock(ch[i + 1]) for _ in range(num_res)]
+            layers += [nn.ReLU(), nn.ConvTranspose2d(ch[i + 1], ch[i], 4, stride=2, padding=1)]  # doubles H, W
+        layers += [nn.ReLU(), nn.Conv2d(ch[0], out_channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+@dataclass
+class AutoencoderOutput:
+    """What a discrete autoencoder's forward pass returns (VQ-VAE and dVAE alike)."""
+
+    x_hat: torch.Tensor                    # (B, 3, S, S) reconstruction, in [0, 1] up to clamping
+    z_e: torch.Tensor                      # (B, ·, h, w) encoder output before quantization
+    quant: QuantizerOutput                 # z_q, indices (B, h, w), quantizer losses and usage stats
+    loss: torch.Tensor                     # scalar: reconstruction + every quantizer term
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # each term, "recon" included
+
+
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> [-1, 1], the range the networks see."""
+    return x * 2 - 1
+
+
+def to_unit(y: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] network output -> [0, 1] pixels (not clamped, so the loss keeps its gradient)."""
+    return (y + 1) / 2
+
+
+# ----------------------------------------------------------------------------- §5: codec layers
+# Layers of the learned codecs: GDN / IGDN (Ballé, Laparra & Simoncelli, ICLR 2016, arXiv:1511.06281)
+# and the 5×5 stride-2 (transposed) convolutions of Ballé et al. 2017/2018.
+#
+#     GDN:   y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)        IGDN:  y_i = x_i · sqrt(β_i + Σ_j γ_ij x_j²)
+#
+# β and γ are kept non-negative by a lower bound whose gradient still flows back into the feasible
+# side (the "LowerBound" trick of the reference implementations).
+class _LowerBound(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bound):
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        pass_through = (x >= ctx.bound) | (g < 0)
+        return g * pass_through.to(g.dtype), None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    return _LowerBound.apply(x, bound)
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization over channels; ``inverse=True`` gives IGDN (the decoder's)."""
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_min = beta_min
+        self.pedestal = 2.0 ** -36
+        # stored as square roots (+ pedestal), as in the reference implementation
+        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self.pedestal))                 # (C,)
+        self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self.pedestal))    # (C, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        C = x.shape[1]
+        beta = lower_bound(self.beta, (self.beta_min + self.pedestal) ** 0.5) ** 2 - self.pedestal
+        gamma = lower_bound(self.gamma, self.pedestal ** 0.5) ** 2 - self.pedestal
+        norm = F.conv2d(x * x, gamma.to(x.dtype).view(C, C, 1, 1), beta.to(x.dtype))
+        norm = torch.sqrt(norm)
+        return x * norm if self.inverse else x / norm
+
+
+def conv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
+
+
+def deconv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=k // 2, output_padding=stride - 1)

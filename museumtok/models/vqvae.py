@@ -1,0 +1,137 @@
+"""VQ-VAE: van den Oord, Vinyals & Kavukcuoglu, "Neural Discrete Representation Learning", NeurIPS 2017, arXiv:1711.00937 (§4.3).
+
+A convolutional encoder maps the image to a grid of vectors z_e; each vector is replaced by its
+nearest codebook entry e_k (:class:`museumtok.quantize.vq.VectorQuantizer`), and a decoder maps the
+grid of codes back to pixels. The index k of each position is the image's token: an S×S image with
+downsampling f gives (S/f)² tokens of log2 K bits each.
+
+    x (B, 3, S, S) ──Encoder──▶ z_e (B, D, S/f, S/f) ──nearest e_k──▶ k (B, S/f, S/f)      tokens
+                                                              │
+                                   z_q = e_k (straight-through)▼
+    x̂ (B, 3, S, S) ◀──Decoder── z_q (B, D, S/f, S/f)
+
+The loss has the paper's three terms (eq. 3), with sg[·] the stop-gradient:
+
+    L = ‖x − x̂‖²  +  ‖sg[z_e] − e‖²  +  β‖z_e − sg[e]‖²
+        reconstruction   codebook          commitment (β = 0.25)
+
+With ``ema=True`` the codebook term is replaced by exponential moving averages of the assigned
+encoder outputs (the paper's Appendix A.1; the review's Appendix B, Alg. 1 with Laplace smoothing),
+and the codebook starts from k-means on the first batch with unused codes restarted from current
+encoder outputs — the quantizer owns all of this; the model only wires it between encoder and decoder.
+"""
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from ..quantize.output import QuantizerOutput
+from ..quantize.vq import VectorQuantizer, nearest_code
+from .layers import AutoencoderOutput, Decoder, Encoder, to_signed, to_unit
+
+
+@dataclass
+class VQVAEConfig:
+    f: int = 8                                   # downsampling factor: an S×S image gives (S/f)² tokens
+    channels: tuple = (32, 64, 128, 128)         # widths at full res, 1/2, 1/4, …, 1/f (last one repeats)
+    num_res: int = 1                             # residual blocks per resolution below the input one
+    codebook_size: int = 1024                    # K, the number of codes; each token is log2 K bits
+    dim: int = 32                                # D, the dimension of z_e and of each code e_k
+    beta: float = 0.25                           # β, the weight of the commitment loss
+    ema: bool = True                             # EMA codebook updates instead of the codebook loss
+    decay: float = 0.99                          # γ, the EMA decay
+    eps: float = 1e-5                            # ε, Laplace smoothing of the EMA cluster sizes
+    kmeans_init: bool = True                     # initialise the codebook by k-means on the first batch
+    restart_dead_after: int = 50                 # restart a code unused for this many steps (0: never)
+    cosine: bool = False                         # l2-normalise z_e and the codes (cosine-similarity lookup)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
+
+
+class VQVAE(nn.Module, PyTorchModelHubMixin):
+    """Encoder → VectorQuantizer → Decoder; ``save_pretrained`` / ``from_pretrained`` (config.json + safetensors)."""
+
+    def __init__(self, config: VQVAEConfig = None):
+        super().__init__()
+        if isinstance(config, dict):
+            config = VQVAEConfig(**config)
+        self.config = config = config or VQVAEConfig()
+        self._hub_mixin_config = config  # what save_pretrained writes to config.json
+        self.encoder = Encoder(config.f, config.channels, config.num_res, out_channels=config.dim)
+        self.quantizer = VectorQuantizer(
+            config.dim, config.codebook_size, beta=config.beta, ema=config.ema, decay=config.decay,
+            eps=config.eps, kmeans_init=config.kmeans_init, restart_dead_after=config.restart_dead_after,
+            cosine=config.cosine)
+        self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
+
+    @property
+    def f(self) -> int:
+        return self.config.f
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, S, S) in [0, 1] -> z_e (B, D, S/f, S/f)."""
+        return self.encoder(to_signed(x))
+
+    def quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
+        """z_e (B, D, h, w) -> z_q (straight-through), indices k (B, h, w), losses, usage stats."""
+        return self.quantizer(z_e)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """z_q (B, D, h, w) -> x̂ (B, 3, f·h, f·w), in [0, 1] up to clamping."""
+        return to_unit(self.decoder(z_q))
+
+    def forward(self, x: torch.Tensor) -> AutoencoderOutput:
+        z_e = self.encode(x)                          # (B, D, h, w)
+        q = self.quantize(z_e)                        # q.z_q (B, D, h, w), q.indices (B, h, w)
+        x_hat = self.decode(q.z_q)                    # (B, 3, S, S)
+        recon = F.mse_loss(x_hat, x)                  # ‖x − x̂‖², per pixel
+        losses = {"recon": recon, **q.losses}
+        return AutoencoderOutput(x_hat=x_hat, z_e=z_e, quant=q, loss=recon + q.loss, losses=losses)
+
+    @torch.no_grad()
+    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, S, S) in [0, 1] -> token indices (B, S/f, S/f), int64 (eval mode: no EMA update)."""
+        was = self.training
+        self.eval()
+        try:
+            return self.quantize(self.encode(x)).indices
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B, h, w) -> x̂ (B, 3, f·h, f·w) clamped to [0, 1]."""
+        z_q = self.quantizer.indices_to_codes(indices.long())  # (B, D, h, w)
+        return self.decode(z_q).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode_indices_restricted(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Tokens when only the codes ``keep`` (K',) may be used: nearest among them, as full-codebook indices.
+
+        A cheap way to see what a smaller K would keep (the other codes are simply forbidden; a model
+        trained with K' codes would do better). x (B, 3, S, S) -> (B, S/f, S/f).
+        """
+        was = self.training
+        self.eval()
+        try:
+            z_e = self.encode(x)                                             # (B, D, h, w)
+        finally:
+            self.train(was)
+        b, _, h, w = z_e.shape
+        z = rearrange(z_e, "b d h w -> (b h w) d")                           # (N, D)
+        if self.config.cosine:
+            z = F.normalize(z, dim=1)
+        keep = keep.long().to(z.device)
+        j = nearest_code(z, self.quantizer.codebook[keep])                   # (N,) into keep
+        return keep[j].view(b, h, w)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

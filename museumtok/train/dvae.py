@@ -1,0 +1,86 @@
+"""``museumtok train dvae``: DALL·E's discrete VAE (Ramesh et al. 2021, arXiv:2102.12092) on the training artworks.
+
+    python -m museumtok train dvae                        # dvae-f8-k1024 into data/checkpoints/
+    python -m museumtok train dvae --steps 200 --out /tmp/dv --run-dir /tmp/dv-run
+
+The Gumbel-softmax temperature τ follows a (by default geometric) schedule from ``tau_start`` to ``tau_end`` over
+the first ``tau_anneal`` fraction of the steps (DALL·E annealed 1 → 1/16), then stays at ``tau_end``.
+Rerunning with the same ``--run-dir`` resumes from its saved state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..models.dvae import DVAE, DVAEConfig
+from ..quantize.gumbel import tau_schedule
+from ..tokenizers.dvae import DVAETokenizer
+from . import register_trainer
+from .autoencoder import model_kwargs, run_job
+
+
+def tau_at(step: int, steps: int, tau_start: float, tau_end: float, anneal: float, kind: str = "exponential") -> float:
+    """τ at ``step``: :func:`museumtok.quantize.gumbel.tau_schedule` over the first ``anneal``·steps steps."""
+    return tau_schedule(step, tau_start, tau_end, steps=max(1, round(anneal * steps)), kind=kind)
+
+
+@dataclass
+class DVAETrainConfig:
+    # model (fields of museumtok.models.dvae.DVAEConfig)
+    f: int = 8                                   # downsampling factor: S px -> (S/f)² tokens
+    channels: tuple[int, ...] = (32, 64, 128, 128)  # widths at full res, 1/2, …, 1/f
+    num_res: int = 1                             # residual blocks per resolution
+    codebook_size: int = 1024                    # K, logits per position
+    dim: int = 32                                # D, code dimension fed to the decoder
+    kl_weight: float = 5e-4                      # λ_KL, weight of KL(q ‖ uniform)
+    hard: bool = True                            # straight-through one-hot samples (False: soft relaxation)
+    tau_start: float = 1.0                       # τ at step 0
+    tau_end: float = 1 / 16                      # τ after annealing (DALL·E: 1/16)
+    tau_anneal: float = 0.8                      # fraction of the steps over which τ is annealed
+    tau_kind: str = "exponential"                # annealing curve: "exponential", "cosine" (DALL·E) or "linear"
+    # optimisation
+    steps: int = 4000                            # optimizer steps (the lr and τ schedules span these)
+    batch_size: int = 16                         # crops per step
+    crop: int = 64                               # crop side S in pixels
+    max_zoom: float = 3.0                        # images are shrunk to a short side in [S, max_zoom·S] before cropping
+    lr: float = 1e-3                             # Adam peak learning rate
+    warmup: int = 100                            # linear warm-up steps
+    clip: float = 1.0                            # gradient-norm clip (0: none)
+    seed: int = 0                                # seeds the weights, the crops and the Gumbel noise
+    threads: int = 1                             # torch CPU threads (1 on a shared machine)
+    max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
+    # logging, evaluation, checkpoints
+    log_every: int = 50                          # train_log.csv row every this many steps
+    eval_every: int = 250                        # held-out evaluation every this many steps
+    save_every: int = 250                        # resume state every this many steps
+    eval_set: str = "artworks-val"               # held-out set evaluated during training
+    eval_size: int = 128                         # its working size (128 px -> M = 256 at f = 8)
+    final_eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # for the card
+    resume: bool = True                          # continue from <run_dir>/state when it exists
+    run_dir: str | None = None                   # logs + resume state; default ~/.cache/museumtok/runs/<name>
+    out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
+    name: str | None = None                      # registry name; default dvae-f{f}-k{K}
+
+
+@register_trainer("dvae", DVAETrainConfig, "DALL·E discrete VAE with Gumbel-softmax (§4.4)")
+def train(cfg: DVAETrainConfig, command: str = "museumtok train dvae") -> Path:
+    torch.manual_seed(cfg.seed)
+    name = cfg.name or f"dvae-f{cfg.f}-k{cfg.codebook_size}"
+    model = DVAE(DVAEConfig(**model_kwargs(cfg, DVAEConfig), tau=cfg.tau_start))
+
+    def schedule(m: DVAE, step: int) -> dict:
+        m.tau = tau_at(step, cfg.steps, cfg.tau_start, cfg.tau_end, cfg.tau_anneal, cfg.tau_kind)
+        return {"tau": m.tau}
+
+    summary = (
+        f"dVAE (Ramesh et al., ICML 2021, arXiv:2102.12092): the same convolutional encoder/decoder as "
+        f"vqvae (widths {list(cfg.channels)}, {cfg.num_res} residual block(s) per level, f={cfg.f}); "
+        f"the encoder's features give K={cfg.codebook_size} logits per position, trained with "
+        f"{'straight-through (hard)' if cfg.hard else 'soft'} Gumbel-softmax samples, τ annealed "
+        f"{cfg.tau_start:g} → {cfg.tau_end:g} over {cfg.tau_anneal:.0%} of the steps, KL to the uniform prior "
+        f"weighted {cfg.kl_weight:g}, mean-squared-error reconstruction; tokens are the argmax. "
+        f"M = (S/{cfg.f})² tokens for a working image of S px: 64 px → 64, 128 px → 256, 256 px → 1024."
+    )
+    return run_job(cfg, name, model, DVAETokenizer, command, summary, on_step=schedule)

@@ -1,0 +1,192 @@
+"""``museumtok train hyperprior|factorized --lmbda 0.0067``: the learned codecs of §5 on the training artworks.
+
+Loss (§3.2): L = R + λ·255²·D, with R = −Σ log2 P(ỹ) (+ the hyper-latent's) in bits per pixel and
+D the MSE on [0, 1] pixels; quantization is replaced by additive uniform noise while training.
+Random 128 px crops (random scale, flip) of the training-split artworks, one torch thread.
+A run can start from another checkpoint (``--init``), which is how the λ ladder is trained on CPU:
+one base model, then short fine-tunes to the other λ.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..cards import write_model_card
+from ..data.catalog import load_catalog
+from ..data.dataset import _preload
+from ..data.images import pil_to_tensor
+from ..paths import CHECKPOINT_DIR
+from . import register_trainer
+
+#: CompressAI's λ for quality 1..8 (MSE models): the same ladder, so the reference points line up.
+QUALITY_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+
+
+@dataclass
+class NeuralCodecConfig:
+    quality: int = 3                 # CompressAI quality index 1..8; sets λ unless --lmbda is given
+    lmbda: float | None = None       # λ of R + λ·255²·MSE; default QUALITY_LAMBDAS[quality]
+    N: int = 64                      # hidden / hyper-latent channels
+    M: int = 96                      # latent channels
+    crop: int = 128                  # training crop side (px); a multiple of 64
+    batch: int = 8                   # crops per step
+    lr: float = 1e-3                 # Adam learning rate (cosine-decayed to lr/20)
+    max_steps: int = 100_000         # stop after this many steps ...
+    max_minutes: float = 12.0        # ... or this many minutes of wall time, whichever first
+    scales: tuple[int, ...] = (256, 384, 512, 768)  # short sides the artworks are kept at, crops cut from these
+    init: str | None = None          # checkpoint folder to start from (g_a/g_s etc. copied where shapes match)
+    seed: int = 0                    # seeds crops, noise and initialisation
+    eval_set: str = "kodak"          # held-out set for the model card (real bitstreams)
+    eval_limit: int | None = None    # images of the held-out set (None: all)
+    out: str | None = None           # output folder; default data/checkpoints/<model>-q<quality>
+    threads: int = 1                 # torch threads (1 on the shared 2-core machine)
+    bf16: bool = True                # bfloat16 autocast for the transforms (AMX CPUs: ~2× faster); entropy models stay float32
+    channels_last: bool = True       # NHWC memory layout (oneDNN: ~1.5× faster on CPU)
+
+
+class CropSampler:
+    """Random crop×crop crops from artworks kept as uint8 tensors at a few scales (no resizing per step)."""
+
+    def __init__(self, crop: int, scales: tuple[int, ...], seed: int):
+        self.crop = crop
+        self.rng = random.Random(seed)
+        self.images: list[torch.Tensor] = []
+        for img in _preload(load_catalog(split="train", collection="artworks"), max(scales), verify=False):
+            w, h = img.size
+            for s in scales:
+                r = s / min(w, h)
+                if r > 1:
+                    continue
+                im = img.resize((max(crop, round(w * r)), max(crop, round(h * r))), Image.Resampling.LANCZOS)
+                self.images.append((pil_to_tensor(im) * 255).round().to(torch.uint8))
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            t = self.images[self.rng.randrange(len(self.images))]
+            _, h, w = t.shape
+            top, left = self.rng.randint(0, h - self.crop), self.rng.randint(0, w - self.crop)
+            c = t[:, top : top + self.crop, left : left + self.crop]
+            if self.rng.random() < 0.5:
+                c = c.flip(-1)
+            out.append(c)
+        return torch.stack(out).float() / 255                   # (B, 3, crop, crop)
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
+    """L = R + λ·255²·MSE, with R in bits per pixel (§3.2)."""
+    B, _, H, W = x.shape
+    bits = sum(-torch.log2(p).sum() for p in out["likelihoods"].values())
+    bpp = bits / (B * H * W)
+    mse = torch.mean((out["x_hat"] - x) ** 2)
+    return {"loss": bpp + lmbda * 255**2 * mse, "bpp": bpp, "mse": mse,
+            "psnr": -10 * torch.log10(mse.detach().clamp_min(1e-10))}
+
+
+def build(model: str, cfg: NeuralCodecConfig, lmbda: float):
+    from ..models import ContextHyperprior, FactorizedPrior, ScaleHyperprior
+
+    cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior, "context": ContextHyperprior}[model]
+    return cls(N=cfg.N, M=cfg.M, lmbda=lmbda)
+
+
+def load_matching(net: torch.nn.Module, path: str) -> list[str]:
+    """Copy every tensor of a checkpoint whose name and shape match; return the names copied."""
+    from safetensors.torch import load_file
+
+    src = load_file(str(Path(path) / "model.safetensors"))
+    own = net.state_dict()
+    take = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape and not k.split(".")[-1].startswith("_")}
+    net.load_state_dict(take, strict=False)
+    return sorted(take)
+
+
+def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    lmbda = cfg.lmbda if cfg.lmbda is not None else QUALITY_LAMBDAS[cfg.quality]
+    name = f"{model}-q{cfg.quality}" if cfg.lmbda is None else f"{model}-l{lmbda:g}"
+    out_dir = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
+    if cfg.crop % 64:
+        raise ValueError(f"crop must be a multiple of 64, got {cfg.crop}")
+    net = build(model, cfg, lmbda)
+    copied = load_matching(net, cfg.init) if cfg.init else []
+    sampler = CropSampler(cfg.crop, cfg.scales, cfg.seed)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = net.to(memory_format=fmt)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    net.train()
+    t0 = time.time()
+    budget = cfg.max_minutes * 60
+    log, ema, step = [], None, 0
+    while step < cfg.max_steps and time.time() - t0 < budget:
+        frac = min(1.0, max(step / cfg.max_steps, (time.time() - t0) / budget))
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        x = sampler.batch(cfg.batch).contiguous(memory_format=fmt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            out = net(x)
+        out["x_hat"] = out["x_hat"].float()
+        L = rd_loss(out, x, lmbda)
+        opt.zero_grad(set_to_none=True)
+        L["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        vals = {k: float(v.detach()) for k, v in L.items()}
+        ema = vals if ema is None else {k: 0.98 * ema[k] + 0.02 * vals[k] for k in vals}
+        if step % 50 == 0:
+            log.append({"step": step, "min": round((time.time() - t0) / 60, 2), **{k: round(v, 4) for k, v in ema.items()}})
+            print(log[-1], flush=True)
+    wall = time.time() - t0
+    net = net.to(memory_format=torch.contiguous_format).eval()   # safetensors stores contiguous tensors
+    net.update()
+    net.name = name
+    net.save_pretrained(out_dir)
+
+    from ..rd import evaluate_codec, rd_images
+
+    res = evaluate_codec(net, rd_images(cfg.eval_set, cfg.eval_limit))
+    metrics = [{"set": cfg.eval_set, "images": len(res["images"]), "bpp (real bytes)": res["bpp"],
+                "bpp (estimated)": res["bpp_estimated"], "PSNR dB": res["psnr"], "MS-SSIM": res["ms_ssim"],
+                "encode ms": res["encode_ms"], "decode ms": res["decode_ms"]}]
+    title = {"hyperprior": "Scale hyperprior (Ballé et al., ICLR 2018, arXiv:1802.01436)",
+             "context": "Mean-scale hyperprior + autoregressive context (Minnen et al., NeurIPS 2018, arXiv:1809.02736)",
+             "factorized": "Factorized prior (Ballé et al., ICLR 2017, arXiv:1611.01704)"}[model]
+    init_note = f"initialised from `{cfg.init}` ({len(copied)} tensors copied), then " if cfg.init else ""
+    write_model_card(
+        out_dir, name,
+        summary=(f"{title}, N={cfg.N}, M={cfg.M}, trained on R + λ·255²·MSE with λ = {lmbda} "
+                 f"(CompressAI's quality {cfg.quality} λ). A small CPU-trained model: expect it well below "
+                 "CompressAI's published curve. Real bitstreams (range coder, integer tables in the checkpoint)."),
+        data=(f"random {cfg.crop}×{cfg.crop} crops (random scale with short side in {list(cfg.scales)}, flips) "
+              f"of the {len(load_catalog(split='train', collection='artworks'))} training-split artworks; Kodak never seen"),
+        steps=f"{init_note}{step} Adam steps of batch {cfg.batch} (lr {cfg.lr} cosine to {cfg.lr / 20:g}, additive uniform noise)",
+        wall_time_s=wall, metrics=metrics, command=command,
+        extra=("\nTraining curve (EMA; bpp from likelihoods on training crops): \n\n"
+               + "\n".join(f"- step {r['step']} ({r['min']} min): loss {r['loss']}, bpp {r['bpp']}, PSNR {r['psnr']:.2f} dB"
+                           for r in log[:: max(1, len(log) // 10)])
+               + f"\n\nConfig: `{asdict(cfg)}`\n"),
+    )
+    return out_dir
+
+
+@register_trainer("hyperprior", NeuralCodecConfig, "scale hyperprior codec (§5.2, Ballé et al. 2018)")
+def train_hyperprior(cfg: NeuralCodecConfig, command: str = "museumtok train hyperprior") -> Path:
+    return train_codec("hyperprior", cfg, command)
+
+
+@register_trainer("factorized", NeuralCodecConfig, "factorized-prior codec (§5.1, Ballé et al. 2017)")
+def train_factorized(cfg: NeuralCodecConfig, command: str = "museumtok train factorized") -> Path:
+    return train_codec("factorized", cfg, command)
+
+
+@register_trainer("context", NeuralCodecConfig, "mean-scale hyperprior + autoregressive context (§5.2, Minnen et al. 2018)")
+def train_context(cfg: NeuralCodecConfig, command: str = "museumtok train context") -> Path:
+    return train_codec("context", cfg, command)

@@ -1,0 +1,95 @@
+"""The Chat tab's pure callbacks, on a fake backend (the real LLM is exercised in test_llm.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from museumtok.app import chat as ch
+from museumtok.llm.backend import EchoBackend
+
+
+@pytest.fixture
+def echo_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSEUMTOK_CACHE", str(tmp_path / "cache"))
+    ch.BACKEND.set(EchoBackend(context_window=8192), spec="echo")
+    yield
+    ch.BACKEND.set(None, spec=None)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "art.png"
+    Image.fromarray(rng.integers(0, 255, (96, 120, 3), dtype=np.uint8)).save(p)
+    return str(p)
+
+
+def test_chat_flow_streams_budget_audit(echo_backend, image_file):
+    v = ch.load_image_for_chat(image_file, "lloyd-patch-k256", 64)
+    assert v.sid and "<image>" in v.sees and "New image" in v.notice and v.grid is not None
+    views = list(ch.chat_turn("What colours dominate?", v.history, v.sid, context=2048))
+    assert len(views) > 2                                             # streamed
+    last = views[-1]
+    assert last.history[-2]["role"] == "user" and last.history[-1]["content"].startswith("I see 64 image tokens")
+    assert "time to first token" in last.notice and last.budget is not None
+    assert last.sees.count("lloyd-patch-k256:v") == 64                 # what the LLM saw, verbatim
+    recs = [json.loads(x) for x in open(ch.audit_file(v.sid))]
+    assert sum(r["type"] == "image_token" for r in recs) == 64 and recs[-1]["type"] == "turn"
+    # a new image flushes the conversation
+    v2 = ch.load_image_for_chat(image_file, "lloyd-patch-k256", 256, sid=v.sid)
+    assert v2.sid == v.sid and v2.history == []
+    assert ch._SESSIONS[v.sid].history == []
+
+
+def test_chat_over_long_question_gets_a_clear_message(echo_backend, image_file):
+    v = ch.load_image_for_chat(image_file, "lloyd-patch-k256", 1024, context=256)
+    views = list(ch.chat_turn("why " * 400, [], v.sid, context=256))
+    assert "shorter question" in views[-1].history[-1]["content"]
+    ok = list(ch.chat_turn("Colours?", [], v.sid, context=256))[-1]
+    assert "M=64" in ok.notice                                          # M was lowered to fit, and said so
+
+
+def test_chat_bad_inputs_and_failed_backend(echo_backend, image_file, monkeypatch):
+    assert "Upload" in ch.load_image_for_chat(None, "lloyd-patch-k256", 64).notice
+    assert "choose one of" in ch.load_image_for_chat(image_file, "lloyd-patch-k256", 7).notice
+    assert "first" in list(ch.chat_turn("  ", [], None))[-1].notice
+    assert ch.display_text("[CITE:<v3>]") == "[CITE:&lt;v3&gt;]"
+    ch.BACKEND.set(None, spec="http://127.0.0.1:9/v1")
+    out = list(ch.chat_turn("hello?", [], None))[-1]                      # unreachable server: a message, no crash
+    assert "failed" in out.history[-1]["content"]
+    ch.BACKEND.set(None, spec="no-such-backend")
+    assert "could not be loaded" in ch.load_image_for_chat(image_file, "lloyd-patch-k256", 64).notice
+
+
+def test_app_imports_without_loading_the_llm(echo_backend):
+    ch.BACKEND.set(None, spec="embedded")
+    import app  # noqa: F401  (builds the Blocks)
+
+    assert not ch.BACKEND.loaded
+
+
+def test_recognised_artwork_gets_its_card(echo_backend, artwork_path, tmp_path, monkeypatch):
+    from museumtok.data.catalog import load_catalog
+    from museumtok.llm.retrieval import CatalogIndex
+
+    entries = load_catalog(collection="artworks")[:6]
+    monkeypatch.setattr(ch, "CATALOG_INDEX", ch.LazyIndex())
+    ch.CATALOG_INDEX._index = CatalogIndex.build(ch.registry.load("lloyd-patch-k1024"), 1024, entries=entries,
+                                                 use_cache=False)
+    img = Image.open(entries[2].find()).convert("RGB")
+    w, h = img.size
+    crop = tmp_path / "photo.jpg"
+    img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(crop, quality=30)
+    v = ch.load_image_for_chat(str(crop), "lloyd-patch-k256", 64, recognise=True)
+    assert f"Recognised **{entries[2].title}**" in v.notice
+    assert f"Catalog card: {entries[2].title} by {entries[2].artist}" in v.sees
+    # an unknown picture: no card; with a fallback configured, the session moves to it
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8)).save(noise)
+    monkeypatch.setattr(ch, "FALLBACK", ch.LazyBackend(spec="echo"))
+    v2 = ch.load_image_for_chat(str(noise), "lloyd-patch-k256", 64, sid=v.sid, recognise=True)
+    assert "not in the catalog" in v2.notice and "fallback" in v2.notice and "Catalog card" not in v2.sees
+    assert ch._SESSIONS[v.sid].backend is ch.FALLBACK.get()[0]
