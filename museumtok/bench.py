@@ -719,6 +719,30 @@ def code_patches(tok, x: torch.Tensor, M: int, code: int, max_n: int = 32) -> tu
     return torch.stack(orig), torch.stack(dec)
 
 
+@torch.no_grad()
+def token_influence(tok, indices: torch.Tensor, M: int, position: int, new_code: int | None = None) -> tuple[torch.Tensor, float]:
+    """How far one token reaches in the decoded image.
+
+    Changes the token at ``position`` of one image's ``indices`` (h, w) or (M,) to ``new_code``
+    (default: the next code) and decodes both. Returns the (S, S) map of the mean absolute RGB change
+    and the share of the total change that falls outside the token's own box: 0 for a patch
+    codebook (each token decodes to its own patch), above 0 for a convolutional decoder whose
+    receptive field spreads a token over its neighbours.
+    """
+    idx = indices.unsqueeze(0).clone()                                   # (1, h, w) or (1, M)
+    flat = idx.view(1, -1)
+    new_code = (int(flat[0, position]) + 1) % tok.K if new_code is None else int(new_code)
+    a = tok.decode_indices(idx, M)[0]                                    # (3, S, S)
+    flat[0, position] = new_code
+    b = tok.decode_indices(idx, M)[0]
+    change = (a - b).abs().mean(0)                                       # (S, S)
+    x0, y0, x1, y1 = tok.token_boxes(tuple(indices.shape), change.shape[-1])[position].round().long().tolist()
+    outside = change.clone()
+    outside[y0:y1, x0:x1] = 0
+    total = float(change.double().sum())
+    return change, float(outside.double().sum()) / total if total > 0 else 0.0
+
+
 def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: float = 0.5,
                    min_perplexity_ratio: float = 0.05) -> dict:
     """§9.3 step 4: does a small group of codes take most tokens? (codebook collapse)
@@ -735,5 +759,5 @@ def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: 
 
 
 __all__ = ["BenchError", "BenchResult", "Job", "run_bench", "plan", "validate", "render_markdown", "write_plots",
-           "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
+           "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "token_influence", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
            "DEFAULT_SETS", "DEFAULT_OUT"]

@@ -288,3 +288,24 @@ def test_an_entry_that_cannot_load_is_skipped(data_available, tmp_path, monkeypa
     res = run_bench(["kodak"], names=["broken-tok", "jpeg"], limit=1, out=tmp_path, progress=False, fast=True, plots=False)
     assert res.skipped[0]["name"] == "broken-tok" and "failed to load" in res.skipped[0]["reason"]
     assert {r["name"] for r in res.rows} == {"jpeg"}
+
+
+def test_token_influence_local_and_spread():
+    from museumtok.bench import token_influence
+    from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer
+
+    torch.manual_seed(0)
+    tok = LloydPatchTokenizer(K=16, sizes=(64,))
+    idx = torch.randint(0, 16, (8, 8), generator=torch.Generator().manual_seed(0))
+    change, outside = token_influence(tok, idx, 64, 9)
+    assert outside == 0.0 and float(change[8:16, 8:16].sum()) > 0
+    assert float(change.sum()) == pytest.approx(float(change[8:16, 8:16].sum()))
+
+    class Blurred(LloydPatchTokenizer):  # a decoder whose tokens reach their neighbours
+        def decode_indices(self, indices, M=None):
+            return torch.nn.functional.avg_pool2d(super().decode_indices(indices, M), 5, 1, 2, count_include_pad=False)
+
+    blurred = Blurred(K=16, sizes=(64,))
+    blurred.codebook.copy_(tok.codebook)
+    _, outside = token_influence(blurred, idx, 64, 9)
+    assert 0 < outside < 1
