@@ -53,9 +53,9 @@ SWEEP_QUALITIES_FAST = (25, 75)
 #: M values sampled for a tokenizer whose M is a continuous range (a slider in the app)
 RANGE_M = (16, 32, 64, 128, 256, 512, 1024)
 JSON_NAME, MD_NAME, HTML_NAME, PNG_NAME = "bench.json", "bench.md", "bench_rd.html", "bench_rd.png"
-#: fields shared by every row, in table order
-COLUMNS = ("name", "kind", "set", "M", "setting", "size", "images", "bits_raw", "bits_coded", "bits", "bpp",
-           "psnr", "ssim", "ms_ssim", "lpips", "usage", "perplexity", "encode_ms", "decode_ms", "note")
+SUMMARY_NAME = "summary.md"
+#: a README holding these two lines gets the summary table between them on every full run
+README_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 
 class BenchError(ValueError):
@@ -128,7 +128,11 @@ def tokenizer_Ms(entry: registry.RegistryEntry) -> list[int]:
 
 
 def codec_settings(codec) -> str:
-    """How a codec is driven: "budget" (it has compress_at_bits; also swept over quality) or "fixed"."""
+    """How a codec is driven.
+
+    "budget": it has ``compress_at_bits`` (run at each tokenizer's bits, and swept over quality);
+    "quality": it takes a ``quality`` setting (swept); "fixed": one rate (e.g. a learned codec at one λ).
+    """
     if hasattr(codec, "compress_at_bits"):
         return "budget"
     if "quality" in inspect.signature(codec.compress).parameters:
@@ -165,17 +169,21 @@ def plan(names: list[str], sets: list[str], fast: bool = False) -> tuple[list[Jo
         if not e.available:
             skipped.append({"name": name, "reason": f"checkpoint {e.checkpoint_path} missing"})
             continue
-        if e.kind == "codec":
-            codecs.append(e)
+        try:  # an entry that cannot even load is reported, not fatal to the table
+            obj = registry.load(name)
+        except Exception as err:
+            skipped.append({"name": name, "reason": f"failed to load: {type(err).__name__}: {err}"})
             continue
-        tok = registry.load(name)
+        if e.kind == "codec":
+            codecs.append((e, obj))
+            continue
+        tok = obj
         for M in tokenizer_Ms(e):
             size = tok.working_size(M)
             budgets.setdefault((size, M * math.log2(tok.K)), []).append(f"{name} M={M}")
             jobs += [Job(name, e.kind, s, size, "tokens", M=M) for s in sets]
     sizes = sorted({s for s, _ in budgets}) or [256]
-    for e in codecs:
-        codec = registry.load(e.name)
+    for e, codec in codecs:
         how = codec_settings(codec)
         for s in sets:
             if how == "budget":
@@ -343,8 +351,12 @@ def _clean(v):
 
 def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = None, limit: int | None = None,
               out: Path | str | None = None, fast: bool | None = None, progress: bool = True,
-              plots: bool = True, command: str | None = None) -> BenchResult:
-    """Plan, measure (reusing cached rows whose fingerprint is unchanged), write JSON, Markdown and plots."""
+              plots: bool = True, command: str | None = None, readme: Path | str | None = None) -> BenchResult:
+    """Plan, measure (reusing cached rows whose fingerprint is unchanged), write JSON, Markdown and plots.
+
+    A full run into docs/bench also refreshes the table between :data:`README_MARKERS` in README.md
+    when the README has them (``readme`` names another file to refresh instead).
+    """
     t_start = time.perf_counter()
     fast = fast_mode() if fast is None else fast
     if fast and limit is None:
@@ -384,7 +396,7 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
     for job in bar:
         fp = fingerprint(job, limit)
         if job.key in old and old[job.key].get("fingerprint") == fp:
-            rows[job.key] = old[job.key]
+            rows[job.key] = {**old[job.key], "setting": job.label()}  # a budget's sources may have grown
             cached += 1
             continue
         bar.set_postfix_str(job.key[:60])
@@ -403,9 +415,15 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
     save()
     result = BenchResult(list(rows.values()), skipped, computed, cached, errors, out,
                          time.perf_counter() - t_start, meta)
-    result.md_path.write_text(render_markdown(json.loads(result.json_path.read_text())))
+    doc = json.loads(result.json_path.read_text())
+    result.md_path.write_text(render_markdown(doc))
+    (out / SUMMARY_NAME).write_text(render_summary(doc))
+    if readme is None and not fast and out.resolve() == DEFAULT_OUT.resolve():
+        readme = REPO_ROOT / "README.md"
+    if readme is not None:
+        update_readme(Path(readme), render_summary(doc))
     if plots:
-        write_plots(json.loads(result.json_path.read_text()), out)
+        write_plots(doc, out)
     return result
 
 
@@ -439,8 +457,9 @@ def render_markdown(doc: dict) -> str:
         + (f" (fast mode, {doc['limit']} images per set)" if doc.get("fast") else "")
         + (f" with --limit {doc['limit']}" if doc.get("limit") and not doc.get("fast") else "") + ".",
         f"Host: {doc['host']['platform']}, {doc['host']['cpus']} CPUs, torch {doc['host']['torch']} "
-        f"with {doc['host']['torch_threads']} thread(s); the rows took {doc.get('compute_s', 0):.0f} s to measure "
-        f"(this run: {doc.get('wall_s', 0):.0f} s, cached rows reused). Regenerate with `make bench`.",
+        f"with {doc['host']['torch_threads']} thread(s); measuring all rows took {doc.get('compute_s', 0):.0f} s "
+        "(sum over rows; a rerun measures only rows whose checkpoint, images or setting changed). "
+        "Regenerate with `make bench`.",
         "",
         "Each row is the mean over the set's images, each a centre square crop resized to the working size "
         "S (px). **bits raw** = M·log2 K (fixed-length token indices); **bits coded** = entropy-coded bits "
@@ -493,6 +512,63 @@ def render_markdown(doc: dict) -> str:
     for er in doc.get("errors", []):
         lines.append(f"- error in {er['key']}: {er['error']}.")
     return "\n".join(lines) + "\n"
+
+
+def render_summary(doc: dict) -> str:
+    """A README-sized table: one line per tokenizer and M, and per codec at each token budget, sets as columns."""
+    sets = [s for s in doc["sets"] if any(r["set"] == s for r in doc["rows"])]
+    lines: dict[tuple, dict] = {}
+    for r in doc["rows"]:
+        if r.get("setting_kind") == "quality":
+            continue
+        k = (r["size"], r["name"], r.get("M"), r.get("budget_bits"))
+        lines.setdefault(k, {})[r["set"]] = r
+    head = ["method", "M / budget", "S px", "bits"] + [f"bpp · PSNR dB · MS-SSIM ({s})" for s in sets] + ["encode ms"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+
+    def order(item):
+        (size, name, M, budget), by_set = item
+        r = next(iter(by_set.values()))
+        return (size, r.get("budget_bits") or r.get("bits_raw") or 0, r["kind"] != "tokenizer", name)
+
+    for (size, name, M, budget), by_set in sorted(lines.items(), key=order):
+        r0 = next(iter(by_set.values()))
+        setting = f"M = {M}" if M is not None else (f"≤ {budget:.0f} bits" if budget else r0["setting"])
+        bits = _fmt(r0.get("bits_coded") if r0.get("bits_coded") is not None and M is not None else r0.get("bits_raw"), 0)
+        if M is None:
+            bits = "file"
+        cells = []
+        for s in sets:
+            r = by_set.get(s)
+            if r is None:
+                cells.append("—")
+                continue
+            star = "*" if r.get("setting_kind") == "budget" and r.get("fits", r["images"]) < r["images"] else ""
+            cells.append(f"{_fmt(r['bpp'], 3)}{star} · {_fmt(r['psnr'])} · {_fmt(r['ms_ssim'], 3)}")
+        enc = _fmt(_mean([r.get("encode_ms") for r in by_set.values()]), 1)
+        out.append(f"| {name} | {setting} | {size} | {bits} | " + " | ".join(cells) + f" | {enc} |")
+    n = ", ".join(f"{s} {next(r['images'] for r in doc['rows'] if r['set'] == s)} images" for s in sets)
+    out += ["", f"Means over {n}; S = working image side (centre crop). bits: M·log2 K for tokenizers "
+            "(entropy-coded when the tokenizer has a prior); codecs: real files, headers included, at most the "
+            "tokenizer's bits on the same crop. * the codec cannot fit that budget on some images even at "
+            "quality 1, so its bpp is above the budget. Full table: docs/bench/bench.md; "
+            f"regenerate with `{doc['command']}`."]
+    return "\n".join(out) + "\n"
+
+
+def update_readme(path: Path, table: str) -> bool:
+    """Replace the text between :data:`README_MARKERS` in ``path`` by ``table``; False when absent."""
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    a, b = README_MARKERS
+    i, j = text.find(a), text.find(b)
+    if i < 0 or j < i:
+        return False
+    new = text[: i + len(a)] + "\n" + table + text[j:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return True
 
 
 def rd_figure(doc: dict):
@@ -643,6 +719,30 @@ def code_patches(tok, x: torch.Tensor, M: int, code: int, max_n: int = 32) -> tu
     return torch.stack(orig), torch.stack(dec)
 
 
+@torch.no_grad()
+def token_influence(tok, indices: torch.Tensor, M: int, position: int, new_code: int | None = None) -> tuple[torch.Tensor, float]:
+    """How far one token reaches in the decoded image.
+
+    Changes the token at ``position`` of one image's ``indices`` (h, w) or (M,) to ``new_code``
+    (default: the next code) and decodes both. Returns the (S, S) map of the mean absolute RGB change
+    and the share of the total change that falls outside the token's own box: 0 for a patch
+    codebook (each token decodes to its own patch), above 0 for a convolutional decoder whose
+    receptive field spreads a token over its neighbours.
+    """
+    idx = indices.unsqueeze(0).clone()                                   # (1, h, w) or (1, M)
+    flat = idx.view(1, -1)
+    new_code = (int(flat[0, position]) + 1) % tok.K if new_code is None else int(new_code)
+    a = tok.decode_indices(idx, M)[0]                                    # (3, S, S)
+    flat[0, position] = new_code
+    b = tok.decode_indices(idx, M)[0]
+    change = (a - b).abs().mean(0)                                       # (S, S)
+    x0, y0, x1, y1 = tok.token_boxes(tuple(indices.shape), change.shape[-1])[position].round().long().tolist()
+    outside = change.clone()
+    outside[y0:y1, x0:x1] = 0
+    total = float(change.double().sum())
+    return change, float(outside.double().sum()) / total if total > 0 else 0.0
+
+
 def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: float = 0.5,
                    min_perplexity_ratio: float = 0.05) -> dict:
     """§9.3 step 4: does a small group of codes take most tokens? (codebook collapse)
@@ -659,5 +759,5 @@ def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: 
 
 
 __all__ = ["BenchError", "BenchResult", "Job", "run_bench", "plan", "validate", "render_markdown", "write_plots",
-           "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
+           "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "token_influence", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
            "DEFAULT_SETS", "DEFAULT_OUT"]

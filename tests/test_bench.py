@@ -260,3 +260,52 @@ def test_new_kinds_of_entries(data_available, tmp_path, monkeypatch):
     fixed = [r for r in res.rows if r["name"] == "fixed-codec"]
     assert [r["setting_kind"] for r in fixed] == ["fixed"] and fixed[0]["size"] == 64
     assert fixed[0]["bits"] == pytest.approx(sum(p["bits"] for p in fixed[0]["per_image"]) / 2)
+
+
+def test_summary_and_readme_block(bench, tmp_path):
+    from museumtok.bench import README_MARKERS, SUMMARY_NAME, render_summary, update_readme
+
+    doc = json.loads(bench.json_path.read_text())
+    summary = render_summary(doc)
+    assert (bench.out / SUMMARY_NAME).read_text() == summary
+    for name in {r["name"] for r in bench.rows}:
+        assert f"| {name} |" in summary
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_MARKERS[0]}\nold table\n{README_MARKERS[1]}\n\nmore\n")
+    assert update_readme(readme, summary)
+    text = readme.read_text()
+    assert "old table" not in text and summary in text and text.endswith(f"{README_MARKERS[1]}\n\nmore\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, summary) and plain.read_text() == "no markers\n"
+
+
+def test_an_entry_that_cannot_load_is_skipped(data_available, tmp_path, monkeypatch):
+    registry.entries()
+    monkeypatch.setitem(registry.REGISTRY, "broken-tok", registry.RegistryEntry(
+        name="broken-tok", kind="tokenizer", target="museumtok.tokenizers.lloyd_patch:NoSuchClass",
+        description="test", chapter="9", supported_M=(64,), default_M=64))
+    res = run_bench(["kodak"], names=["broken-tok", "jpeg"], limit=1, out=tmp_path, progress=False, fast=True, plots=False)
+    assert res.skipped[0]["name"] == "broken-tok" and "failed to load" in res.skipped[0]["reason"]
+    assert {r["name"] for r in res.rows} == {"jpeg"}
+
+
+def test_token_influence_local_and_spread():
+    from museumtok.bench import token_influence
+    from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer
+
+    torch.manual_seed(0)
+    tok = LloydPatchTokenizer(K=16, sizes=(64,))
+    idx = torch.randint(0, 16, (8, 8), generator=torch.Generator().manual_seed(0))
+    change, outside = token_influence(tok, idx, 64, 9)
+    assert outside == 0.0 and float(change[8:16, 8:16].sum()) > 0
+    assert float(change.sum()) == pytest.approx(float(change[8:16, 8:16].sum()))
+
+    class Blurred(LloydPatchTokenizer):  # a decoder whose tokens reach their neighbours
+        def decode_indices(self, indices, M=None):
+            return torch.nn.functional.avg_pool2d(super().decode_indices(indices, M), 5, 1, 2, count_include_pad=False)
+
+    blurred = Blurred(K=16, sizes=(64,))
+    blurred.codebook.copy_(tok.codebook)
+    _, outside = token_influence(blurred, idx, 64, 9)
+    assert 0 < outside < 1
