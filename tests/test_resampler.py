@@ -177,3 +177,19 @@ def test_multiscale_levels_shapes_and_boxes():
     assert torch.allclose(out.x_hat[1].clamp(0, 1), tok.decode_indices(both)[1], atol=1e-5)
     with pytest.raises(ValueError, match="4 or 20 tokens"):
         model.decode_indices(both[:, :7])
+
+
+# ---- app -----------------------------------------------------------------------------------------
+def test_app_token_attention(artwork_path):
+    from museumtok import registry
+    from museumtok.app.attention import token_attention
+
+    if "anym-k1000" not in registry.names("tokenizer"):
+        pytest.skip("anym-k1000 not bundled")
+    r = token_attention(str(artwork_path), "anym-k1000", 16, 3)
+    assert r.overlay is not None and r.overlay.size == (256, 256) and "token 3 of 16" in r.message
+    assert r.mosaic is not None
+    assert "between 0 and 15" in token_attention(str(artwork_path), "anym-k1000", 16, 16).message
+    assert "choose one of" in token_attention(str(artwork_path), "anym-k1000", 99, 0).message
+    assert "grid tokens" in token_attention(str(artwork_path), "lloyd-patch-k256", 64, 0).message
+    assert "first" in token_attention(None, "anym-k1000", 16, 0).message
