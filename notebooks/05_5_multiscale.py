@@ -101,6 +101,32 @@ assert ms[320] > ms[64], "the fine level must add detail"
 
 
 # %% [markdown]
+# Those rows mix image sizes (64 tokens of lloyd-patch describe a 64 px image). At the **same M and
+# the same 128 px output**, decode the 64 px tokenizers and upscale them (bicubic) before measuring:
+
+# %%
+import torch.nn.functional as F  # noqa: E402
+
+from museumtok.data.dataset import eval_batch  # noqa: E402
+
+x128, _ = eval_batch(SET, 128, LIMIT)
+x64, _ = eval_batch(SET, 64, LIMIT)
+same = []
+for name, M in (("lloyd-patch-k1024", 64), ("anym-k1000", 64), ("multiscale-k1000", 64),
+                ("lloyd-patch-k1024", 256), ("multiscale-k1000", 320)):
+    if name not in registry.names("tokenizer"):
+        continue
+    other = registry.load(name)
+    S = other.working_size(M)
+    x_in = x64 if S == 64 else x128
+    x_hat = other.decode_indices(other.encode_tensor(x_in, M), M).clamp(0, 1)
+    if S != 128:
+        x_hat = F.interpolate(x_hat, size=128, mode="bicubic", align_corners=False).clamp(0, 1)
+    same.append((name, M, S, float(image_metrics(x128, x_hat, with_lpips=False)["psnr"].mean())))
+display(Markdown("| tokenizer | M | working px | PSNR vs the 128 px image (dB) |\n|---|---|---|---|\n"
+                 + "\n".join(f"| {n} | {M} | {S} | {p:.2f} |" for n, M, S, p in same)))
+
+# %% [markdown]
 # ## 3. Browse
 
 # %%
