@@ -13,6 +13,7 @@ import os
 
 import gradio as gr
 
+from museumtok.app import attention as att
 from museumtok.app import callbacks as cb
 from museumtok.app import codebook as cbh
 from museumtok.paths import cache_dir, image_roots
@@ -56,6 +57,13 @@ def tokenize_tab():
                 health_run = gr.Button("Check the codebook on this image", elem_id="codebook-health")
                 health_md = gr.Markdown()
                 health_plot = gr.Plot(label="Code usage, most used first")
+            with gr.Accordion("Token attention (resampler tokenizers such as anym)", open=False):
+                att_token = gr.Slider(0, 63, value=0, step=1, label="Token (0 = first)", elem_id="att-token")
+                att_run = gr.Button("Show where this token looks", elem_id="token-attention")
+                att_md = gr.Markdown()
+                with gr.Row():
+                    att_overlay = gr.Image(label="This token's attention", type="pil", interactive=False)
+                    att_mosaic = gr.Image(label="All M tokens' attention", type="pil", interactive=False)
 
     def run_tokenize(source, name, M, ctx, txt):
         r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
@@ -82,6 +90,13 @@ def tokenize_tab():
         return r.figure, cbh.health_markdown(r)
 
     health_run.click(run_health, [upload, tokenizer, m], [health_plot, health_md], api_name="codebook_health")
+
+    def run_attention(source, name, M, token):
+        r = att.token_attention(source, name, M, token)
+        return r.overlay, r.mosaic, r.message
+
+    att_run.click(run_attention, [upload, tokenizer, m, att_token], [att_overlay, att_mosaic, att_md],
+                  api_name="token_attention")
 
 
 def budget_tab():

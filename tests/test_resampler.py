@@ -147,7 +147,7 @@ def test_anym_learns_with_nested_dropout():
         opt.zero_grad()
         o.loss.backward()
         opt.step()
-        losses.append(float(o.loss))
+        losses.append(float(o.loss.detach()))
     assert sum(losses[-10:]) < 0.7 * sum(losses[:10]), losses
 
 
@@ -177,3 +177,31 @@ def test_multiscale_levels_shapes_and_boxes():
     assert torch.allclose(out.x_hat[1].clamp(0, 1), tok.decode_indices(both)[1], atol=1e-5)
     with pytest.raises(ValueError, match="4 or 20 tokens"):
         model.decode_indices(both[:, :7])
+
+
+# ---- app -----------------------------------------------------------------------------------------
+def test_app_token_attention(artwork_path):
+    from museumtok import registry
+    from museumtok.app.attention import token_attention
+
+    if "anym-k1000" not in registry.names("tokenizer"):
+        pytest.skip("anym-k1000 not bundled")
+    r = token_attention(str(artwork_path), "anym-k1000", 16, 3)
+    assert r.overlay is not None and r.overlay.size == (256, 256) and "token 3 of 16" in r.message
+    assert r.mosaic is not None
+    assert "between 0 and 15" in token_attention(str(artwork_path), "anym-k1000", 16, 16).message
+    assert "choose one of" in token_attention(str(artwork_path), "anym-k1000", 99, 0).message
+    assert "grid tokens" in token_attention(str(artwork_path), "lloyd-patch-k256", 64, 0).message
+    assert "first" in token_attention(None, "anym-k1000", 16, 0).message
+
+
+@pytest.mark.parametrize("name,Ms", [("anym-k1000", (1, 8, 64)), ("multiscale-k1000", (64, 320))])
+def test_bundled_checkpoints_improve_with_M(name, Ms, data_available):
+    from museumtok import registry
+    from museumtok.evaluate import evaluate_tokenizer
+
+    if name not in registry.names("tokenizer"):
+        pytest.skip(f"{name} not bundled")
+    tok = registry.load(name)
+    ps = [evaluate_tokenizer(tok, "kodak", M, limit=4)["psnr"] for M in Ms]
+    assert all(b > a for a, b in zip(ps, ps[1:])), dict(zip(Ms, ps))

@@ -13,7 +13,8 @@ Ingredients, each from its paper:
 * Nested dropout (Rippel, Gelbart & Adams 2014, "Learning Ordered Representations with Nested
   Dropout", ICML, arXiv:1402.0915): each training image keeps only its first m tokens, m drawn at
   random, so information is packed coarse-to-fine in token order — the ordered tail-drop of FlexTok
-  (Bachmann et al. 2025, arXiv:2502.13967) and One-D-Piece (Miwa et al. 2025, arXiv:2501.10064).
+  (Bachmann et al. 2025, ICML, arXiv:2502.13967) and One-D-Piece's "tail token drop" (Miwa et al.
+  2025, arXiv:2501.10064).
 * Decoder: a resampler whose queries are a fixed, learned grid of (S/f)² positions; they read the m
   tokens (the rest masked) and become a feature map for a conv decoder (the VQ-VAE blocks of
   :mod:`museumtok.models.layers`).

@@ -52,6 +52,7 @@ class AnyMTrainConfig:
     eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # held-out sets
     log_every: int = 50                   # print the loss every this many steps
     out: str | None = None                # output folder; default data/checkpoints/anym-k{K}
+    init_from: str | None = None          # continue from this checkpoint folder (its training.json is carried over)
 
 
 def lr_at_progress(p: float, step: int, lr: float, warmup: int, min_ratio: float = 0.05) -> float:
@@ -76,6 +77,16 @@ def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)
     model = AnyMAutoencoder(AnyMConfig(**model_kwargs(cfg, AnyMConfig)))
+    before = {"steps": 0, "wall_time_s": 0.0, "runs": []}
+    if cfg.init_from:
+        prev = AnyMAutoencoder.from_pretrained(cfg.init_from)
+        if prev.config != model.config:
+            raise ValueError(f"{cfg.init_from} has config {prev.config}, not {model.config}")
+        model.load_state_dict(prev.state_dict())
+        info = json.loads((Path(cfg.init_from) / "training.json").read_text())
+        before = {"steps": int(info.get("total_steps", info["steps"].split()[0])),
+                  "wall_time_s": float(info.get("total_wall_time_s", info["wall_time_s"])),
+                  "runs": info.get("runs", [info["command"]])}
     K = model.codebook_size
     name = f"anym-k{K}"
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
@@ -112,6 +123,7 @@ def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
     tok.name = name
     tok.save_pretrained(out)
     metrics = eval_curve(tok, cfg.eval_sets, cfg.eval_M)
+    total_steps, total_wall = before["steps"] + step, before["wall_time_s"] + wall
     hist = ", ".join(f"{h['step']}: {h['psnr']:.2f}" for h in history[:: max(1, len(history) // 12)])
     n_train = len(load_catalog(split="train", collection="artworks"))
     c = model.config
@@ -124,9 +136,14 @@ def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
                  f"M in 1..{c.max_tokens}. {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters."),
         data=(f"random {cfg.image_size} px crops (short side shrunk to [S, {cfg.max_zoom}·S], flips) of the {n_train} "
               "training-split artworks; validation and test artworks and Kodak never seen"),
-        steps=f"{step} AdamW steps of {cfg.batch_size} crops (m per image: {cfg.log_share:.0%} log-uniform, rest uniform on 1..{cfg.max_tokens})",
-        wall_time_s=wall, metrics=metrics, command=command,
+        steps=(f"{total_steps} AdamW steps of {cfg.batch_size} crops (m per image: {cfg.log_share:.0%} log-uniform, "
+               f"rest uniform on 1..{cfg.max_tokens})"
+               + (f"; {before['steps']} of them in earlier runs, then {step} continuing from them" if before["steps"] else "")),
+        wall_time_s=total_wall, metrics=metrics, command=" ; ".join(before["runs"] + [command]),
         extra=("\nTraining PSNR (nested dropout, so averaged over m; step: dB): " + hist + "\n\n"
                "MS-SSIM at 64 px uses 3 scales, weights renormalised.\n\nConfig: `" + str(asdict(cfg)) + "`\n"),
     )
+    info = json.loads((out / "training.json").read_text())
+    info.update(total_steps=total_steps, total_wall_time_s=total_wall, runs=before["runs"] + [command])
+    (out / "training.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return out

@@ -1,0 +1,49 @@
+"""The app's per-token attention overlay for resampler tokenizers (§5.4): a pure callback.
+
+A 1-D resampler token has no patch; what it has is the attention of its latent over the encoder's
+patches. ``token_attention`` shows that map on the working image, plus all M maps as a mosaic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .. import registry
+from ..data.images import ImageLoadError, load_image, working_image
+from ..tokenizers.base import UnsupportedM
+from ..viz import attention_mosaic, attention_overlay
+
+
+@dataclass
+class AttentionResult:
+    overlay: Image.Image | None = None    # the chosen token's attention on the working image
+    mosaic: Image.Image | None = None     # every token's map, token 0 top left
+    message: str = ""
+
+
+def token_attention(source, name: str, M, token, size: int = 256) -> AttentionResult:
+    """Attention of token ``token`` (0-based) among the first M tokens of ``name`` on ``source``."""
+    if source is None:
+        return AttentionResult(message="Pick or upload an image first.")
+    try:
+        tok = registry.load(name)
+    except Exception as e:  # unknown name or missing checkpoint: a message, not a crash
+        return AttentionResult(message=str(e))
+    if not hasattr(tok, "attention_maps"):
+        return AttentionResult(message=f"{name} has grid tokens: each token is its own patch (see the token grid).")
+    try:
+        M = tok.check_M(M)
+        token = int(token)
+    except (UnsupportedM, TypeError, ValueError) as e:
+        return AttentionResult(message=str(e))
+    if not 0 <= token < M:
+        return AttentionResult(message=f"token must be between 0 and {M - 1} for M = {M}")
+    try:
+        wi = working_image(load_image(source).image, tok.working_size(M))
+    except ImageLoadError as e:
+        return AttentionResult(message=str(e))
+    maps = tok.attention_maps(wi.x[None], M)[0]                         # (M, h, w)
+    overlay = attention_overlay(wi.x, maps[token]).resize((size, size), Image.NEAREST)
+    return AttentionResult(overlay, attention_mosaic(wi.x, maps, columns=8, scale=2),
+                           f"token {token} of {M}: bright where its latent looked (last resampler layer, heads averaged)")
