@@ -84,3 +84,103 @@ def test_commitment_term_name_matches_quantizer():
     m = VQGAN(VQGANConfig(**TINY, perceptual="none"))
     out = m(torch.rand(1, 3, 16, 16))
     assert out.loss.item() == pytest.approx((out.losses["rec"] + out.quant.loss).item())
+
+
+# ---- MaskGIT (§4.6) ---------------------------------------------------------------------------------
+from museumtok.models.maskgit import (MaskGIT, MaskGITConfig, cosine_schedule, masked_counts, random_mask,  # noqa: E402
+                                      temperature_at)
+
+MG = dict(codebook_size=16, grid=(4, 4), dim=16, depth=1, heads=2, dropout=0.0)
+
+
+def test_cosine_schedule_endpoints_and_monotone():
+    assert cosine_schedule(0.0) == 1.0
+    assert cosine_schedule(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert cosine_schedule(0.5) == pytest.approx(math.sqrt(0.5))
+    r = torch.linspace(0, 1, 11)
+    assert torch.all(cosine_schedule(r)[1:] <= cosine_schedule(r)[:-1])
+    assert temperature_at(0, 2.0, 0.5, 0.3) == 2.0 and temperature_at(1, 2.0, 0.5, 0.3) == 1.0
+    assert temperature_at(10, 2.0, 0.5, 0.3) == 0.3        # τ_t = max(τ_min, τ0·α^t)
+
+
+def test_training_mask_fraction_follows_gamma():
+    g = torch.Generator().manual_seed(0)
+    r = torch.tensor([0.0, 1 / 3, 2 / 3, 0.999])
+    m = random_mask(4, 64, g, r=r)
+    expected = torch.ceil(torch.cos(math.pi / 2 * r) * 64).clamp(1, 64)
+    assert torch.equal(m.sum(1), expected.long())
+    # r ~ U(0,1): the mean masked fraction is E[cos(πr/2)] = 2/π
+    m = random_mask(4000, 64, g)
+    assert m.float().mean().item() == pytest.approx(2 / math.pi, abs=0.02)
+
+
+@pytest.mark.parametrize("n,T", [(16, 8), (16, 5), (64, 12)])
+def test_masked_counts_reach_zero_in_exactly_T_steps(n, T):
+    c = masked_counts(n, T)
+    assert len(c) == T and c[-1] == 0
+    assert all(a > b for a, b in zip([n] + c[:-1], c))        # strictly fewer masked every step
+
+
+def test_decode_fills_every_mask_in_T_passes_and_keeps_given_tokens():
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(**MG))
+    k = torch.randint(0, 16, (3, 4, 4))
+    masked = torch.rand(3, 4, 4) < 0.6
+    masked[:, 0, 0] = True
+    masked[0] = True                                          # one sample fully masked (16 ≥ T)
+    history = []
+    m.forward_passes = 0
+    out = m.decode(k, masked, steps=4, history=history, generator=torch.Generator().manual_seed(1),
+                   choice_temperature=2.0)
+    assert m.forward_passes == 4 and len(history) == 4
+    assert (out < 16).all()                                   # no [MASK] left
+    assert torch.equal(out[~masked], k[~masked])              # given tokens never change
+    for h in history:                                         # and never change along the way either
+        assert torch.equal(h.view(3, 4, 4)[~masked], k[~masked])
+    left = [int((h == -1).sum()) for h in history]
+    assert left[-1] == 0 and all(a >= b for a, b in zip(left, left[1:]))
+
+
+def test_inpaint_changes_only_the_box():
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(**MG))
+    k = torch.randint(0, 16, (2, 4, 4))
+    out = m.inpaint(k, (1, 1, 2, 3), steps=3)
+    inside = torch.zeros(4, 4, dtype=torch.bool)
+    inside[1:3, 1:4] = True
+    assert torch.equal(out[:, ~inside], k[:, ~inside])
+    assert (out < 16).all()
+    with pytest.raises(ValueError, match="outside"):
+        m.inpaint(k, (5, 0, 1, 1))
+
+
+def test_ar_vs_maskgit_forward_passes_and_causality():
+    torch.manual_seed(0)
+    ar = MaskGIT(MaskGITConfig(**MG, causal=True))
+    mg = MaskGIT(MaskGITConfig(**MG))
+    assert sum(p.numel() for p in ar.parameters()) == sum(p.numel() for p in mg.parameters())  # same size
+    out = ar.generate_autoregressive(2)
+    assert out.shape == (2, 4, 4) and ar.forward_passes == 16            # N = h·w passes
+    mg.decode(torch.full((2, 4, 4), 16), steps=4)
+    assert mg.forward_passes == 4                                         # T passes
+    # causal: logits at position i do not depend on inputs after i
+    a = torch.randint(0, 17, (1, 16))
+    b = a.clone()
+    b[0, 10:] = (b[0, 10:] + 1) % 16
+    with torch.no_grad():
+        assert torch.allclose(ar.eval()(a)[0, :10], ar(b)[0, :10], atol=1e-5)
+    with pytest.raises(ValueError, match="causal"):
+        ar.decode(torch.full((1, 4, 4), 16))
+
+
+def test_maskgit_loss_and_round_trip(tmp_path):
+    m = MaskGIT(MaskGITConfig(**MG))
+    k = torch.randint(0, 16, (4, 4, 4))
+    out = m.loss(k, torch.Generator().manual_seed(0))
+    assert out["loss"].item() > 0 and 0 < out["mask_fraction"].item() <= 1
+    m.save_pretrained(tmp_path)
+    m2 = MaskGIT.from_pretrained(str(tmp_path)).eval()
+    x = torch.randint(0, 17, (1, 16))
+    assert torch.allclose(m.eval()(x), m2(x))
+    with pytest.raises(ValueError, match="expected 16 tokens"):
+        m(torch.zeros(1, 9, dtype=torch.long))
