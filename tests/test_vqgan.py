@@ -184,3 +184,42 @@ def test_maskgit_loss_and_round_trip(tmp_path):
     assert torch.allclose(m.eval()(x), m2(x))
     with pytest.raises(ValueError, match="expected 16 tokens"):
         m(torch.zeros(1, 9, dtype=torch.long))
+
+
+# ---- video tokens (§4.7) ----------------------------------------------------------------------------
+from museumtok.models.video import (VideoVQ, VideoVQConfig, fit_clips, latent_frames, moving_square_clip,  # noqa: E402
+                                    pan_zoom_clip, tokens_per_second, video_token_grid)
+
+
+def test_video_token_rate_arithmetic_matches_errata():
+    from museumtok.literature import load_errata
+
+    e = {e.id: e for e in load_errata()}["s4-7-rate"]
+    ours = tokens_per_second(30, grid=(16, 16), t=4)             # the review's own parameters
+    assert ours == 30 / 4 * 16 * 16
+    chk = e.check()
+    assert chk.value == pytest.approx(ours) and chk.agrees            # data/errata.csv: 1920 …
+    assert chk.refutes_review and chk.review == 512 != ours          # … not the review's 512
+    assert tokens_per_second(30, 128, 128, f=8, t=4) == ours      # 128 px frames at f8 give the same 16×16 grid
+    assert tokens_per_second(24, 256, 256, f=8, t=4) == 24 / 4 * 32 * 32
+    assert latent_frames(17, 4, causal_first_frame=True) == 5     # MAGVIT-v2's 17 → 5
+    assert video_token_grid(16, 64, 96) == (4, 8, 12)
+    with pytest.raises(ValueError, match="multiple of the temporal factor"):
+        latent_frames(10, 4)
+
+
+def test_video_tokenizer_shapes_and_measured_count():
+    torch.manual_seed(0)
+    m = VideoVQ(VideoVQConfig(channels=(8, 8, 8, 8), codebook_size=32, dim=4))
+    clips = torch.stack([moving_square_clip(8, 32), moving_square_clip(8, 32, velocity=(1, 3), colour=(0.1, 0.8, 0.2))])
+    k = m.encode_indices(clips)
+    assert k.shape == (2, *video_token_grid(8, 32, 32, f=8, t=4)) == (2, 2, 4, 4)
+    # measured tokens per second of the 8-frame clip at 30 fps = the formula
+    assert k[0].numel() / (8 / 30) == pytest.approx(tokens_per_second(30, 32, 32, f=8, t=4))
+    assert m.decode_indices(k).shape == clips.shape
+    losses = fit_clips(m, clips, steps=12, lr=3e-3)
+    assert losses[-1] < losses[0]
+    clip = pan_zoom_clip(torch.rand(3, 40, 60), T=4, S=16)
+    assert clip.shape == (3, 4, 16, 16) and 0 <= clip.min() and clip.max() <= 1
+    with pytest.raises(ValueError, match="clip"):
+        m(torch.rand(1, 3, 32, 32))
