@@ -289,3 +289,16 @@ def attention_mosaic(image: torch.Tensor, maps: torch.Tensor, columns: int = 8, 
         r, c = divmod(i, columns)
         canvas.paste(t, (c * (S + 2), r * (S + 2)))
     return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
+
+
+def image_row_figure(panels, height: int = 260) -> go.Figure:
+    """Images side by side: ``panels`` is a list of (title, image (3, H, W) in [0, 1])."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels])
+    for j, (_, im) in enumerate(panels):
+        fig.add_trace(go.Image(z=(im.detach().clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()), 1, j + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    return fig

@@ -1,7 +1,9 @@
 """``museumtok train vqgan``: VQ-GAN (Esser et al., CVPR 2021, arXiv:2012.09841) on the training artworks.
 
-By default it fine-tunes the bundled ``vqvae-f8-k1024`` (encoder, codebook, decoder) with the VQ-GAN
-losses, so a short CPU run is meaningful; ``--init none`` trains from scratch.
+By default it fine-tunes the decoder of the bundled ``vqvae-f8-k1024`` with the VQ-GAN losses, encoder
+and codebook frozen (``--finetune decoder``): the tokens stay exactly those of ``vqvae-f8-k1024`` (so a
+MaskGIT trained on them serves both) and only their rendering changes — the cheapest meaningful VQ-GAN
+on a CPU. ``--finetune all`` also trains encoder and codebook; ``--init none`` trains from scratch.
 
     python -m museumtok train vqgan --steps 300 --max-minutes 15          # vqgan-f8-k1024
     python -m museumtok train vqgan --steps 20 --out /tmp/vg --run-dir /tmp/vg-run
@@ -28,6 +30,7 @@ from .autoencoder import RunLog, batch_for_step, final_metrics, held_out_eval, l
 @dataclass
 class VQGANTrainConfig:
     init: str = "vqvae-f8-k1024"                 # checkpoint under data/checkpoints to start from ("none": scratch)
+    finetune: str = "decoder"                    # "decoder": encoder + codebook frozen (tokens = init's); "all"
     perceptual: str = "auto"                     # "auto" (LPIPS if cached, else 1 − MS-SSIM), "lpips", "ms_ssim", "none"
     perceptual_weight: float = 1.0               # w_p
     disc_channels: int = 32                      # PatchGAN width
@@ -72,7 +75,13 @@ def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=
     log = RunLog(run_dir)
     for p in list(run_dir.glob("*_log.csv")) + [run_dir / "log.jsonl"]:
         p.unlink(missing_ok=True)
-    g_params = [p for n, p in model.named_parameters() if not n.startswith("discriminator.")]
+    if cfg.finetune not in ("decoder", "all"):
+        raise ValueError(f"finetune must be 'decoder' or 'all', got {cfg.finetune!r}")
+    prefixes = ("decoder.",) if cfg.finetune == "decoder" else ("encoder.", "decoder.", "quantizer.")
+    g_params = [p for n, p in model.named_parameters() if n.startswith(prefixes)]
+    if cfg.finetune == "decoder":  # tokens stay those of the initial VQ-VAE: no EMA updates, no restarts
+        model.encoder.requires_grad_(False)
+        model.quantizer.requires_grad_(False)
     opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
     K = model.codebook_size
@@ -86,6 +95,9 @@ def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg.steps, lr, cfg.warmup)
         x = batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom, cfg.seed)
+        if cfg.finetune == "decoder":
+            model.encoder.eval()
+            model.quantizer.eval()                 # eval mode: no EMA update, no dead-code restart
         out = model.generator_step(x, step)
         opt_g.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -107,6 +119,24 @@ def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=
             log.write("eval", {"step": step, "wall_s": time.time() - t0, **held_out_eval(model, x_val, K)})
     model.eval()
     return {"steps": step, "wall_time_s": time.time() - t0, "stopped_by": stopped_by}
+
+
+@torch.no_grad()
+def sharpness_table(model, init_model, sets, size: int) -> str:
+    """Markdown table: PSNR and sharpness (Laplacian energy of x̂ over x's) of the model and its init, per set."""
+    from ..data.dataset import eval_batch
+    from ..metrics.image import psnr, sharpness_ratio
+
+    rows = ["| set | size | model | PSNR (dB) | sharpness x̂/x |", "|---|---|---|---|---|"]
+    for set_name in sets:
+        x, _ = eval_batch(set_name, size)
+        for label, m in (("init (VQ-VAE)", init_model), ("VQ-GAN", model)):
+            if m is None:
+                continue
+            x_hat = torch.cat([m.decode_indices(m.encode_indices(x[i:i + 16])) for i in range(0, len(x), 16)])
+            rows.append(f"| {set_name} | {size} | {label} | {psnr(x, x_hat).mean().item():.2f} | "
+                        f"{sharpness_ratio(x_hat, x).mean().item():.3f} |")
+    return "Sharpness next to the initial model (1.0 = as sharp as the original, < 1 blurrier):\n\n" + "\n".join(rows)
 
 
 @register_trainer("vqgan", VQGANTrainConfig, "VQ-GAN: VQ-VAE + PatchGAN + perceptual term (§4.5)")
@@ -131,10 +161,14 @@ def train(cfg: VQGANTrainConfig, command: str = "museumtok train vqgan") -> Path
     tok.save_pretrained(out)
     shutil.copy(run_dir / "eval_log.csv", out / "eval_log.csv")
     metrics = final_metrics(tok, cfg.final_eval_sets)
+    scope = (f"decoder only: encoder and codebook frozen, so the tokens are identical to {cfg.init}'s"
+             if cfg.finetune == "decoder" else "encoder, codebook and decoder")
+    compare = sharpness_table(model, build_model(VQGANTrainConfig(init=cfg.init)) if cfg.init != "none" else None,
+                              cfg.final_eval_sets, cfg.eval_size)
     write_model_card(
         out, name,
         summary=(f"VQ-GAN (Esser, Rombach & Ommer, CVPR 2021, arXiv:2012.09841): the VQ-VAE architecture "
-                 f"fine-tuned from `{cfg.init}` with L1 + {cfg.perceptual_weight:g}·L_perc + VQ terms + adaptive-weight "
+                 f"fine-tuned from `{cfg.init}` ({scope}) with L1 + {cfg.perceptual_weight:g}·L_perc + VQ terms + adaptive-weight "
                  f"hinge GAN (PatchGAN {cfg.disc_layers} layers, width {cfg.disc_channels}, from step {cfg.disc_start}). "
                  f"**Perceptual term used: {model.perceptual_name}**"
                  + (" — LPIPS weights were not available, so this is 1 − MS-SSIM, a structural loss, not LPIPS."
@@ -144,7 +178,7 @@ def train(cfg: VQGANTrainConfig, command: str = "museumtok train vqgan") -> Path
         steps=f"{res['steps']} generator + discriminator steps of batch {cfg.batch_size} (stopped by {res['stopped_by']})",
         wall_time_s=res["wall_time_s"], metrics=metrics, command=command,
         extra=(f"\nHeld-out {cfg.eval_set} PSNR at {cfg.eval_size} px before fine-tuning: {before['psnr']:.2f} dB. "
-               f"Full log: `eval_log.csv`.\n\nConfig: `{asdict(cfg)}`\n"),
+               f"Full log: `eval_log.csv`.\n\n{compare}\n\nConfig: `{asdict(cfg)}`\n"),
     )
     print(json.dumps({"checkpoint": str(out), **res}, indent=1))
     return out
