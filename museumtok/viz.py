@@ -302,3 +302,13 @@ def image_row_figure(panels, height: int = 260) -> go.Figure:
     fig.update_yaxes(visible=False)
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0})
     return fig
+
+
+def partial_tokens_image(decode_indices, k: torch.Tensor, f: int, grey: float = 0.5) -> torch.Tensor:
+    """Render a token grid k (h, w) whose still-masked positions are −1 (or ≥ K): decode with those set to 0,
+    then paint their f×f patches grey. Returns (3, f·h, f·w) in [0, 1] (MaskGIT's decoding steps, inpainting)."""
+    masked = k < 0
+    x = decode_indices(k.clamp_min(0)[None])[0].clone()           # (3, f·h, f·w)
+    m = masked.repeat_interleave(f, 0).repeat_interleave(f, 1)     # (f·h, f·w)
+    x[:, m] = grey
+    return x
