@@ -78,12 +78,12 @@ fig
 # %% [markdown]
 # ## 2. Tokens, and a transformer over them
 #
-# 128 px crops → 16×16 = 256 tokens of `vqvae-f8-k1024`. If the bundled MaskGIT is missing we train a
+# 64 px crops → 8×8 = 64 tokens of `vqvae-f8-k1024` (the bundled MaskGIT; 16×16 when trained here in full mode). If it is missing we train a
 # small one here for a few seconds (fast mode) or a couple of minutes: **its samples are untrained-quality**.
 
 # %%
 ae = VQVAE.from_pretrained(str(CHECKPOINT_DIR / "vqvae-f8-k1024")).eval()
-ckpt = CHECKPOINT_DIR / "maskgit-vqvae-f8-k1024-g16"
+ckpt = CHECKPOINT_DIR / "maskgit-vqvae-f8-k1024-g8"
 if (ckpt / "model.safetensors").exists():
     model = MaskGIT.from_pretrained(str(ckpt)).eval()
     grid = model.config.grid[0]
