@@ -113,7 +113,7 @@ def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=
             row = {"step": step, "wall_s": time.time() - t0, "loss": float(out.loss.detach()),
                    **{k: float(v.detach()) for k, v in out.losses.items()}}
             for k in ("g_loss", "lambda_adaptive", "d_loss", "logits_real", "logits_fake"):  # fixed CSV columns
-                row[k] = float(d[k]) if k in d else float(out.losses[k]) if k in out.losses else float("nan")
+                row[k] = float(d[k]) if k in d else float(out.losses[k].detach()) if k in out.losses else float("nan")
             log.write("train", row)
         if x_val is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             log.write("eval", {"step": step, "wall_s": time.time() - t0, **held_out_eval(model, x_val, K)})
