@@ -289,3 +289,26 @@ def attention_mosaic(image: torch.Tensor, maps: torch.Tensor, columns: int = 8, 
         r, c = divmod(i, columns)
         canvas.paste(t, (c * (S + 2), r * (S + 2)))
     return canvas.resize((canvas.width * scale, canvas.height * scale), Image.NEAREST)
+
+
+def image_row_figure(panels, height: int = 260) -> go.Figure:
+    """Images side by side: ``panels`` is a list of (title, image (3, H, W) in [0, 1])."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels])
+    for j, (_, im) in enumerate(panels):
+        fig.add_trace(go.Image(z=(im.detach().clamp(0, 1).permute(1, 2, 0) * 255).round().byte().numpy()), 1, j + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    return fig
+
+
+def partial_tokens_image(decode_indices, k: torch.Tensor, f: int, grey: float = 0.5) -> torch.Tensor:
+    """Render a token grid k (h, w) whose still-masked positions are −1 (or ≥ K): decode with those set to 0,
+    then paint their f×f patches grey. Returns (3, f·h, f·w) in [0, 1] (MaskGIT's decoding steps, inpainting)."""
+    masked = k < 0
+    x = decode_indices(k.clamp_min(0)[None])[0].clone()           # (3, f·h, f·w)
+    m = masked.repeat_interleave(f, 0).repeat_interleave(f, 1)     # (f·h, f·w)
+    x[:, m] = grey
+    return x

@@ -1,0 +1,244 @@
+"""MaskGIT: Chang, Zhang, Jiang, Liu & Freeman, "MaskGIT: Masked Generative Image Transformer", CVPR 2022,
+arXiv:2202.04200 (§4.6) — and, for comparison, a left-to-right autoregressive prior of the same size.
+
+A bidirectional transformer reads a grid of tokens (from a frozen tokenizer such as ``vqvae-f8-k1024``)
+in which some positions hold a special [MASK] token (id K), and predicts the code at every position:
+
+    k (B, h, w) ──mask a fraction γ(r) of positions──▶ k̃ (B, N)   N = h·w, [MASK] = K
+    k̃ ──Embedding(K+1, d) + pos (N, d)──▶ (B, N, d) ──Transformer (full attention) × L──▶ logits (B, N, K)
+    training loss: cross-entropy on the masked positions only;  r ~ U(0, 1),  γ(r) = cos(π r / 2)
+
+Decoding (Alg. of §3.2): start with the positions to generate masked, and for t = 0 … T−1:
+
+    1. one forward pass → p(k_i | k̃) at every position
+    2. sample k_i ~ softmax(logits / τ_t) at the masked positions;  τ_t = max(τ_min, τ0 · α^t)  (review §4.6)
+    3. confidence c_i = p(k_i) (+ choice noise τ_c·(1 − (t+1)/T)·Gumbel, the paper's randomisation);
+       already-known positions get c_i = +∞, so they are never re-masked
+    4. keep the n_t most confident, re-mask the rest: n_masked(t+1) = ⌊γ((t+1)/T) · N_masked(0)⌋
+
+γ(1) = 0, so after T steps every position is filled: T forward passes instead of the N passes of
+raster-order autoregressive decoding (the causal variant below, ``causal=True``: a [BOS]=K token is
+prepended and position i attends to positions < i). Inpainting is decoding with the tokens outside a
+region given: only the region is masked, and step 3 keeps everything outside it unchanged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+
+@dataclass
+class MaskGITConfig:
+    codebook_size: int = 1024                    # K; the [MASK] (or, causal, [BOS]) token has id K
+    grid: tuple = (8, 8)                         # (h, w) token grid; N = h·w positions
+    dim: int = 128                               # d, transformer width
+    depth: int = 4                               # L, transformer layers
+    heads: int = 4                               # attention heads
+    mlp_ratio: float = 4.0                       # feed-forward width / d
+    dropout: float = 0.1                         # dropout in attention and feed-forward
+    causal: bool = False                         # True: the left-to-right autoregressive prior of the same size
+    tokenizer: str = "vqvae-f8-k1024"            # the frozen tokenizer whose tokens it models (metadata)
+
+    def __post_init__(self):
+        self.grid = tuple(int(g) for g in self.grid)
+        if self.dim % self.heads:
+            raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
+
+
+def cosine_schedule(r: torch.Tensor | float) -> torch.Tensor | float:
+    """γ(r) = cos(π r / 2): the fraction of tokens masked at ratio r ∈ [0, 1]; γ(0) = 1, γ(1) = 0."""
+    if torch.is_tensor(r):
+        return torch.cos(math.pi / 2 * r)
+    return math.cos(math.pi / 2 * r)
+
+
+def temperature_at(t: int, tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1) -> float:
+    """τ_t = max(τ_min, τ0 · α^t), the review's annealed sampling temperature (§4.6)."""
+    return max(tau_min, tau0 * alpha ** t)
+
+
+def masked_counts(n_masked: int, steps: int) -> list[int]:
+    """How many positions are still masked after each of the T steps (the last is 0), for N_masked(0) = n_masked.
+
+    ⌊γ((t+1)/T) · n⌋, but at least one fewer than before each step (so progress is made every step
+    while anything is left) and never negative.
+    """
+    out, cur = [], n_masked
+    for t in range(steps):
+        n = int(math.floor(cosine_schedule((t + 1) / steps) * n_masked + 1e-9))
+        n = max(0, min(n, cur - 1))
+        out.append(n)
+        cur = n
+    return out
+
+
+def random_mask(B: int, N: int, generator: torch.Generator | None = None,
+                r: torch.Tensor | None = None) -> torch.Tensor:
+    """Training mask (B, N) bool: for each sample r ~ U(0, 1), mask ⌈γ(r)·N⌉ random positions (≥ 1)."""
+    if r is None:
+        r = torch.rand(B, generator=generator)
+    n = torch.ceil(cosine_schedule(r) * N).clamp(1, N).long()                  # (B,)
+    scores = torch.rand(B, N, generator=generator)                             # random order per sample
+    rank = scores.argsort(1).argsort(1)                                        # (B, N) rank of each position
+    return rank < n[:, None]
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.ln2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:  # (B, N, d)
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, attn_mask=attn_mask, need_weights=False)[0]
+        return x + self.mlp(self.ln2(x))
+
+
+class MaskGIT(nn.Module, PyTorchModelHubMixin):
+    """Token transformer; bidirectional (MaskGIT) or, with ``causal=True``, the autoregressive baseline.
+
+    ``forward`` counts its calls in ``self.forward_passes`` (the benchmark's and the tests' unit of cost).
+    """
+
+    def __init__(self, config: MaskGITConfig = None):
+        super().__init__()
+        if isinstance(config, dict):
+            config = MaskGITConfig(**config)
+        self.config = config = config or MaskGITConfig()
+        self._hub_mixin_config = config
+        K, N = config.codebook_size, self.N
+        self.tok_emb = nn.Embedding(K + 1, config.dim)           # ids 0..K−1 codes, K = [MASK] / [BOS]
+        self.pos_emb = nn.Parameter(torch.zeros(1, N, config.dim))
+        nn.init.normal_(self.pos_emb, std=0.02)
+        self.blocks = nn.ModuleList(_Block(config.dim, config.heads, config.mlp_ratio, config.dropout)
+                                    for _ in range(config.depth))
+        self.ln_f = nn.LayerNorm(config.dim)
+        self.head = nn.Linear(config.dim, K)
+        if config.causal:  # position i sees positions ≤ i of the shifted input [BOS, k_0, …, k_{N−2}]
+            self.register_buffer("causal_mask", torch.triu(torch.full((N, N), float("-inf")), 1), persistent=False)
+        self.forward_passes = 0
+
+    @property
+    def N(self) -> int:
+        return self.config.grid[0] * self.config.grid[1]
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.codebook_size
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, N) int64 in [0, K] -> logits (B, N, K)."""
+        B, N = tokens.shape
+        if N != self.N:
+            raise ValueError(f"expected {self.N} tokens (grid {self.config.grid}), got {N}")
+        self.forward_passes += 1
+        x = self.tok_emb(tokens) + self.pos_emb                  # (B, N, d)
+        mask = self.causal_mask if self.config.causal else None
+        for blk in self.blocks:
+            x = blk(x, mask)
+        return self.head(self.ln_f(x))                           # (B, N, K)
+
+    # ---- training ---------------------------------------------------------------------------------
+    def loss(self, k: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """k (B, h, w) or (B, N) codes -> cross-entropy (masked positions for MaskGIT, all for causal)."""
+        k = k.reshape(k.shape[0], -1).long()                     # (B, N)
+        B, N = k.shape
+        if self.config.causal:
+            bos = torch.full((B, 1), self.mask_id, dtype=torch.long, device=k.device)
+            logits = self(torch.cat([bos, k[:, :-1]], 1))        # (B, N, K): position i predicts k_i
+            ce = F.cross_entropy(rearrange(logits, "b n k -> (b n) k"), k.reshape(-1))
+            return {"loss": ce, "mask_fraction": torch.tensor(1.0)}
+        m = random_mask(B, N, generator).to(k.device)            # (B, N) True = masked
+        logits = self(torch.where(m, torch.full_like(k, self.mask_id), k))
+        ce = F.cross_entropy(logits[m], k[m])
+        return {"loss": ce, "mask_fraction": m.float().mean()}
+
+    # ---- decoding ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, masked: torch.Tensor | None = None, steps: int = 8,
+               tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1, choice_temperature: float = 0.0,
+               generator: torch.Generator | None = None, history: list | None = None) -> torch.Tensor:
+        """Iterative parallel decoding (MaskGIT). tokens (B, h, w) or (B, N); ``masked`` (same shape, bool)
+        marks the positions to generate (default: those equal to [MASK]). Positions not masked are never
+        changed. ``history`` (a list) receives a (B, N) copy of the grid after each step (−1 = still masked).
+        """
+        if self.config.causal:
+            raise ValueError("decode() is the MaskGIT sampler; use generate_autoregressive() for causal=True")
+        shape = tokens.shape
+        k = tokens.reshape(shape[0], -1).long().clone()          # (B, N)
+        m = (k == self.mask_id) if masked is None else masked.reshape(k.shape).bool().clone()
+        k[m] = self.mask_id
+        n0 = m.sum(1)                                            # (B,) masked at the start
+        was = self.training
+        self.eval()
+        for t in range(steps):
+            if not m.any():
+                break
+            logits = self(k)                                     # (B, N, K)
+            tau = temperature_at(t, tau0, alpha, tau_min)
+            probs = F.softmax(logits / tau, -1)
+            sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
+            conf = torch.gather(probs, -1, sampled[..., None])[..., 0].log()  # (B, N) log p of the sample
+            if choice_temperature > 0:
+                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp_min(1e-20)))
+                conf = conf + choice_temperature * (1 - (t + 1) / steps) * g
+            filled = torch.where(m, sampled, k)                   # known positions keep their token
+            conf = torch.where(m, conf, torch.full_like(conf, float("inf")))
+            # how many of each sample's initially masked positions stay masked after this step
+            keep_masked = torch.tensor([masked_counts(int(n), steps)[t] for n in n0.tolist()], device=k.device)
+            keep_masked = torch.minimum(keep_masked, m.sum(1) - 1).clamp_min(0)
+            order = conf.argsort(1)                               # least confident first
+            rank = order.argsort(1)
+            m = rank < keep_masked[:, None]                       # re-mask the least confident
+            k = torch.where(m, torch.full_like(filled, self.mask_id), filled)
+            if history is not None:
+                history.append(torch.where(m, torch.full_like(k, -1), k).clone())
+        self.train(was)
+        return k.view(shape)
+
+    @torch.no_grad()
+    def inpaint(self, tokens: torch.Tensor, box: tuple[int, int, int, int], **kw) -> torch.Tensor:
+        """Regenerate the tokens inside ``box`` = (top, left, height, width) in token units; keep the rest.
+
+        tokens (B, h, w) -> (B, h, w).
+        """
+        if tokens.ndim != 3:
+            raise ValueError(f"inpaint expects a (B, h, w) token grid, got shape {tuple(tokens.shape)}")
+        top, left, hh, ww = box
+        B, h, w = tokens.shape
+        if not (0 <= top < h and 0 <= left < w and hh > 0 and ww > 0):
+            raise ValueError(f"box {box} is outside the {h}×{w} token grid")
+        region = torch.zeros(B, h, w, dtype=torch.bool, device=tokens.device)
+        region[:, top:top + hh, left:left + ww] = True
+        return self.decode(tokens, region, **kw)
+
+    @torch.no_grad()
+    def generate_autoregressive(self, B: int = 1, temperature: float = 1.0,
+                                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raster-order sampling with the causal variant: N forward passes (no KV cache) -> (B, h, w)."""
+        if not self.config.causal:
+            raise ValueError("generate_autoregressive() needs a causal=True model")
+        was = self.training
+        self.eval()
+        N = self.N
+        seq = torch.full((B, N), self.mask_id, dtype=torch.long, device=self.pos_emb.device)  # [BOS] then tokens
+        out = torch.empty(B, N, dtype=torch.long, device=seq.device)
+        for i in range(N):
+            logits = self(seq)[:, i]                              # (B, K): p(k_i | k_<i)
+            out[:, i] = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            if i + 1 < N:
+                seq[:, i + 1] = out[:, i]
+        self.train(was)
+        return out.view(B, *self.config.grid)

@@ -1,0 +1,181 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4.6 · MaskGIT: parallel decoding and inpainting on token grids
+#
+# **What you will learn**
+#
+# - how MaskGIT (Chang, Zhang, Jiang, Liu & Freeman, *MaskGIT: Masked Generative Image Transformer*,
+#   CVPR 2022, arXiv:2202.04200) is trained: mask a fraction γ(r) = cos(πr/2) of the tokens, r ~ U(0, 1),
+#   and predict them all at once with a bidirectional transformer;
+# - iterative parallel decoding: sample every masked token, keep the most confident, re-mask the rest —
+#   step by step, with the review's temperature τ_t = max(τ_min, τ0·α^t);
+# - **inpainting**: keep the tokens outside a box ("a visitor standing in front of the painting"), regenerate inside;
+# - the cost against a left-to-right autoregressive prior of the same size: T forward passes instead of N.
+#
+# ```
+# k (h, w) from vqvae-f8-k1024 ─mask─▶ k̃ with [MASK]=K ─Transformer─▶ logits (N, K) ─sample, keep confident─▶ … T steps
+# ```
+#
+# The tokenizer is frozen: MaskGIT models *its* tokens. The transformer used here is either the
+# bundled checkpoint (if present; see its model card) or one trained for a few seconds in this notebook —
+# then its samples are **untrained-quality**: what matters is the mechanics, not the pictures.
+
+# %%
+import math
+import time
+
+import plotly.graph_objects as go
+import torch
+from ipywidgets import FloatSlider, IntSlider
+
+from museumtok.data.dataset import eval_batch
+from museumtok.models.maskgit import MaskGIT, MaskGITConfig, cosine_schedule, masked_counts, random_mask, temperature_at
+from museumtok.models.vqvae import VQVAE
+from museumtok.paths import CHECKPOINT_DIR, fast_mode
+from museumtok.viz import image_row_figure, interact_or_call, partial_tokens_image
+
+FAST = fast_mode()
+torch.set_num_threads(1)
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## 1. The mask schedule
+#
+# Training masks ⌈γ(r)·N⌉ tokens with r ~ U(0, 1); decoding with T steps leaves ⌊γ((t+1)/T)·N⌋ masked
+# after step t — few tokens are fixed early (when the model knows least) and many late.
+
+# %%
+r = torch.linspace(0, 1, 101)
+N, T = 256, 8
+counts = masked_counts(N, T)
+fig = go.Figure([go.Scatter(x=r, y=cosine_schedule(r), name="γ(r) = cos(πr/2)"),
+                 go.Scatter(x=[(t + 1) / T for t in range(T)], y=[c / N for c in counts], mode="markers+lines",
+                            name=f"masked fraction after each of T={T} steps (N={N})")])
+fig.update_layout(xaxis_title="r", yaxis_title="masked fraction", height=320, margin={"t": 30})
+assert cosine_schedule(0.0) == 1.0 and abs(cosine_schedule(1.0)) < 1e-12 and counts[-1] == 0
+assert counts == [math.floor(math.cos(math.pi / 2 * (t + 1) / T) * N + 1e-9) for t in range(T)]
+m = random_mask(2000, N, torch.Generator().manual_seed(0))
+print(f"mean masked fraction in training: {m.float().mean():.3f} (E[cos(πr/2)] = 2/π = {2 / math.pi:.3f})")
+assert abs(m.float().mean().item() - 2 / math.pi) < 0.01
+print("tokens still masked after each step:", counts)
+print("sampling temperatures τ_t (τ0=1, α=0.9, τ_min=0.1):", [round(temperature_at(t), 3) for t in range(T)])
+fig
+
+# %% [markdown]
+# ## 2. Tokens, and a transformer over them
+#
+# 64 px crops → 8×8 = 64 tokens of `vqvae-f8-k1024` (the bundled MaskGIT; 16×16 when trained here in full mode). If it is missing we train a
+# small one here for a few seconds (fast mode) or a couple of minutes: **its samples are untrained-quality**.
+
+# %%
+ae = VQVAE.from_pretrained(str(CHECKPOINT_DIR / "vqvae-f8-k1024")).eval()
+ckpt = CHECKPOINT_DIR / "maskgit-vqvae-f8-k1024-g8"
+if (ckpt / "model.safetensors").exists():
+    model = MaskGIT.from_pretrained(str(ckpt)).eval()
+    grid = model.config.grid[0]
+    print("loaded", ckpt.name)
+else:
+    from museumtok.train.autoencoder import batch_for_step, train_images
+    from museumtok.train.maskgit import token_bank
+
+    grid = 8 if FAST else 16
+    images, _ = train_images(max_side=256 if FAST else 768)
+    bank = token_bank(ae, images, 64 if FAST else 1024, grid * 8, 3.0, seed=0)
+    model = MaskGIT(MaskGITConfig(codebook_size=1024, grid=(grid, grid), dim=64, depth=2, heads=4))
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    t0, steps = time.time(), 20 if FAST else 300
+    for step in range(steps):
+        loss = model.loss(bank[torch.randint(len(bank), (16,), generator=g)], g)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    print(f"no bundled MaskGIT: trained a tiny one ({grid}×{grid} grid) for {steps} steps in {time.time() - t0:.0f} s, "
+          f"last loss {loss.item():.2f} nats (log K = {math.log(1024):.2f}) — UNTRAINED-QUALITY samples below")
+
+S = grid * 8
+img, _ = eval_batch("artworks-test", S, limit=1)
+k = ae.encode_indices(img)[0]                                 # (grid, grid) tokens of a held-out artwork
+print("token grid", tuple(k.shape))
+
+# %% [markdown]
+# ## 3. Decoding step by step
+#
+# Start from an all-[MASK] grid; after each step grey patches are still masked. Every step is one
+# forward pass of the transformer.
+
+# %%
+history = []
+model.forward_passes = 0
+out = model.decode(torch.full((1, grid, grid), model.mask_id), steps=T, history=history,
+                   generator=torch.Generator().manual_seed(0))
+assert model.forward_passes == T and (out < 1024).all()
+left = [int((h < 0).sum()) for h in history]
+assert left == masked_counts(grid * grid, T)
+panels = [(f"step {t + 1}: {n} masked", partial_tokens_image(ae.decode_indices, h.view(grid, grid), 8))
+          for t, (h, n) in enumerate(zip(history, left))]
+image_row_figure(panels[:: 2 if T > 4 else 1], height=200)
+
+# %% [markdown]
+# ## 4. Inpainting: a visitor in front of the painting
+#
+# The box (in token units) is masked and regenerated; every token outside it is kept — checked by the
+# assert. Sliders: box position/size, steps T and the initial temperature τ0.
+
+# %%
+@interact_or_call(top=IntSlider(grid // 4, 0, grid - 1), left=IntSlider(grid // 4, 0, grid - 1),
+                  size=IntSlider(grid // 2, 1, grid), steps=IntSlider(8, 1, 16),
+                  tau0=FloatSlider(value=1.0, min=0.1, max=3.0, step=0.1))
+def inpaint(top=grid // 4, left=grid // 4, size=grid // 2, steps=8, tau0=1.0):
+    box = (top, left, size, size)
+    filled = model.inpaint(k[None], box, steps=steps, tau0=tau0, generator=torch.Generator().manual_seed(0))[0]
+    inside = torch.zeros(grid, grid, dtype=torch.bool)
+    inside[top:top + size, left:left + size] = True
+    assert torch.equal(filled[~inside], k[~inside])            # outside the box: unchanged
+    masked = torch.where(inside, torch.full_like(k, -1), k)
+    return image_row_figure([("original", img[0]), ("tokens (vqvae)", ae.decode_indices(k[None])[0]),
+                             ("masked box", partial_tokens_image(ae.decode_indices, masked, 8)),
+                             (f"inpainted, T={steps}, τ0={tau0}", ae.decode_indices(filled[None])[0])], height=230)
+
+
+# %% [markdown]
+# ## 5. Against left-to-right autoregressive decoding
+#
+# The causal variant of the same transformer (same parameter count) needs one forward pass per token.
+# `benchmarks/maskgit_vs_ar.py` times both on a 16×16 grid; here we count passes.
+
+# %%
+ar = MaskGIT(MaskGITConfig(**{**model.config.__dict__, "causal": True}))
+assert sum(p.numel() for p in ar.parameters()) == sum(p.numel() for p in model.parameters())
+ar.forward_passes = model.forward_passes = 0
+t0 = time.perf_counter()
+ar.generate_autoregressive(1)
+t_ar = time.perf_counter() - t0
+t0 = time.perf_counter()
+model.decode(torch.full((1, grid, grid), model.mask_id), steps=T)
+t_mg = time.perf_counter() - t0
+print(f"autoregressive: {ar.forward_passes} passes, {t_ar:.2f} s;  MaskGIT T={T}: {model.forward_passes} passes, "
+      f"{t_mg:.2f} s;  ratio {ar.forward_passes / model.forward_passes:.0f}× passes, {t_ar / t_mg:.1f}× time")
+assert ar.forward_passes == grid * grid and model.forward_passes == T
+
+# %% [markdown]
+# **Takeaways.** MaskGIT replaces N sequential predictions by T ≪ N rounds of parallel ones; the cosine
+# schedule decides how many tokens each round fixes. Because the transformer is bidirectional,
+# inpainting is just decoding with some tokens given. Quality needs a well-trained transformer — the
+# one here is tiny and CPU-trained, so judge the mechanics, not the pictures (errata `s2-maskgit-steps`:
+# the paper's 256² images take 8 iterations, not 512 steps).
