@@ -36,7 +36,7 @@ from typing import Iterable
 import torch
 
 from . import registry
-from .data.catalog import named_set
+from .data.catalog import named_set, sha256_file
 from .data.dataset import eval_batch
 from .evaluate import codec_rd_points, evaluate_tokenizer, image_metrics
 from .metrics import codebook_stats, lpips_available
@@ -97,14 +97,6 @@ class Job:
         return "its own rate"
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def checkpoint_hash(entry: registry.RegistryEntry) -> str | None:
     """sha256 over the checkpoint's weight and config files (the model card is not hashed)."""
     p = entry.checkpoint_path
@@ -114,7 +106,7 @@ def checkpoint_hash(entry: registry.RegistryEntry) -> str | None:
     for f in sorted(p.iterdir()):
         if f.is_file() and f.suffix in (".json", ".safetensors") and f.name != "training.json":
             h.update(f.name.encode())
-            h.update(_sha256_file(f).encode())
+            h.update(sha256_file(f).encode())
     return h.hexdigest()
 
 

@@ -26,7 +26,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .output import QuantizerOutput, batch_stats
+from .output import QuantizerOutput, batch_stats, implicit_codes
 
 
 def round_ste(z: torch.Tensor) -> torch.Tensor:
@@ -106,13 +106,4 @@ class FSQ(nn.Module):
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, H, W) -> (B, dim, H, W), or (N,) -> (N, dim); the same values forward() outputs."""
-        indices = indices.long()
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
-            raise IndexError(f"indices must lie in [0, {self.codebook_size}), got range "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
-        if indices.dim() == 1:
-            grid = rearrange(self.indices_to_grid(indices), "n d -> 1 d 1 n")
-            return rearrange(self.project_out(grid), "1 d 1 n -> n d")
-        if indices.dim() == 3:
-            return self.project_out(rearrange(self.indices_to_grid(indices), "b h w d -> b d h w"))
-        raise ValueError(f"indices must be (B, H, W) or (N,), got shape {tuple(indices.shape)}")
+        return implicit_codes(indices, self.codebook_size, self.indices_to_grid, self.project_out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange
 
 from ..metrics.codebook import codebook_stats
 
@@ -27,3 +28,20 @@ def stats_from_counts(counts: torch.Tensor, K: int) -> dict[str, float]:
     """The same from a (K,) count vector, via :func:`museumtok.metrics.codebook.codebook_stats`."""
     s = codebook_stats(counts.detach(), K, counts=True)
     return {"perplexity": s.perplexity, "usage": s.usage, "dead_codes": float(s.dead)}
+
+
+def implicit_codes(indices: torch.Tensor, K: int, to_vectors, project_out) -> torch.Tensor:
+    """``indices_to_codes`` of a quantizer whose codes are computed from the index (FSQ, LFQ).
+
+    ``to_vectors`` maps (…) indices to (…, d) code vectors; ``project_out`` maps (B, d, H, W) to the
+    output width. (B, H, W) -> (B, dim, H, W), or (N,) -> (N, dim); the same values forward() outputs.
+    """
+    indices = indices.long()
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= K):
+        raise IndexError(f"indices must lie in [0, {K}), got range [{int(indices.min())}, {int(indices.max())}]")
+    if indices.dim() == 1:
+        grid = rearrange(to_vectors(indices), "n d -> 1 d 1 n")
+        return rearrange(project_out(grid), "1 d 1 n -> n d")
+    if indices.dim() == 3:
+        return project_out(rearrange(to_vectors(indices), "b h w d -> b d h w"))
+    raise ValueError(f"indices must be (B, H, W) or (N,), got shape {tuple(indices.shape)}")
