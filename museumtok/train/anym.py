@@ -138,7 +138,8 @@ def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
               "training-split artworks; validation and test artworks and Kodak never seen"),
         steps=(f"{total_steps} AdamW steps of {cfg.batch_size} crops (m per image: {cfg.log_share:.0%} log-uniform, "
                f"rest uniform on 1..{cfg.max_tokens})"
-               + (f"; {before['steps']} of them in earlier runs, then {step} continuing from them" if before["steps"] else "")),
+               + (f"; {before['steps']} of them in earlier runs (their own settings: see the commands), "
+                  f"then {step} continuing from them" if before["steps"] else "")),
         wall_time_s=total_wall, metrics=metrics, command=" ; ".join(before["runs"] + [command]),
         extra=("\nTraining PSNR (nested dropout, so averaged over m; step: dB): " + hist + "\n\n"
                "MS-SSIM at 64 px uses 3 scales, weights renormalised.\n\nConfig: `" + str(asdict(cfg)) + "`\n"),
