@@ -34,7 +34,10 @@ def tokenize_tab():
             gallery = gr.Gallery(value=cb.catalog_gallery(), label="…or pick an artwork from the catalog",
                                  columns=6, height=260, allow_preview=False, elem_id="gallery")
             tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="tokenizer")
-            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="m")
+            m_range = cb.m_slider_range(first) if first else None
+            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="m", visible=m_range is None)
+            m_slider = gr.Slider(*(m_range or (1, 2)), value=m_default or 1, step=1, label="Token count M (any value)",
+                                 elem_id="m-slider", visible=m_range is not None)
             with gr.Row():
                 context = gr.Number(4096, label="Context window (tokens)", precision=0)
                 text_tokens = gr.Number(200, label="Text tokens in the prompt", precision=0)
@@ -72,14 +75,18 @@ def tokenize_tab():
 
     def on_tokenizer(name):
         values, default = cb.m_choices(name)
-        return gr.Dropdown(choices=values, value=default)
+        rng = cb.m_slider_range(name)
+        slider = gr.Slider(minimum=rng[0], maximum=rng[1], value=default, visible=True) if rng else gr.Slider(visible=False)
+        return gr.Dropdown(choices=values, value=default, visible=rng is None), slider
 
     def on_gallery(evt: gr.SelectData):
         return str(cb.gallery_entry(evt.index).find())
 
     outputs = [notes, original, recon, err, metrics, jpeg, webp, grid, budget]
     inputs = [upload, tokenizer, m, context, text_tokens]
-    tokenizer.change(on_tokenizer, tokenizer, m, api_name="m_choices")
+    tokenizer.change(on_tokenizer, tokenizer, [m, m_slider], api_name="m_choices")
+    # tokenizers with a continuous M (any-M) show a slider; it feeds the same M input
+    m_slider.release(lambda v: gr.Dropdown(value=int(v)), m_slider, m, api_name="m_from_slider")
     gallery.select(on_gallery, None, upload, api_name="pick_artwork").then(
         run_tokenize, inputs, outputs, api_name=False)
     upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")

@@ -67,6 +67,12 @@ def test_menus():
     assert "lloyd-patch-k1024" in cb.tokenizer_choices()
     values, default = cb.m_choices("lloyd-patch-k1024")
     assert values == [64, 256, 1024] and default == 256
+    assert cb.m_slider_range("lloyd-patch-k1024") is None
+    from museumtok import registry
+
+    for e in registry.entries():
+        if e.m_is_range:
+            assert cb.m_slider_range(e.name) == (e.supported_M[0], e.supported_M[-1])
 
 
 def test_gallery(data_available):

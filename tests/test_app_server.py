@@ -32,10 +32,20 @@ def test_bad_file_gets_a_message_and_server_stays_up(client, tmp_path, kodak_pat
 
 
 def test_m_menu_follows_the_tokenizer(client):
-    out = client.predict("lloyd-patch-k256", api_name="/m_choices")
-    # a component update: the new value and the choices offered
-    assert int(out["value"]) == 256
-    assert [int(c[0]) for c in out["choices"]] == [64, 256, 1024]
+    menu, slider = client.predict("lloyd-patch-k256", api_name="/m_choices")
+    # component updates: the menu's new value and choices; the slider stays hidden
+    assert int(menu["value"]) == 256
+    assert [int(c[0]) for c in menu["choices"]] == [64, 256, 1024]
+    assert slider.get("visible") is False
+    from museumtok import registry
+
+    ranged = [e.name for e in registry.entries() if e.kind == "tokenizer" and e.m_is_range and e.available]
+    if ranged:  # an any-M tokenizer gets a slider over its whole range, and the menu hides
+        menu, slider = client.predict(ranged[0], api_name="/m_choices")
+        e = registry.get(ranged[0])
+        assert menu.get("visible") is False and slider.get("visible") is True
+        assert (slider["minimum"], slider["maximum"]) == (e.supported_M[0], e.supported_M[-1])
+        assert int(client.predict(7, api_name="/m_from_slider")["value"]) == 7
 
 
 def test_budget_endpoint(client):

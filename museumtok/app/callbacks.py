@@ -56,6 +56,12 @@ def m_choices(name: str) -> tuple[list[int], int | None]:
     return list(e.supported_M), e.default_M
 
 
+def m_slider_range(name: str) -> tuple[int, int] | None:
+    """(min, max) when the tokenizer takes any M in a range (the app shows a slider), else None."""
+    e = registry.get(name)
+    return (e.supported_M[0], e.supported_M[-1]) if e.m_is_range else None
+
+
 def catalog_gallery(collections: tuple[str, ...] = ("artworks",)) -> list[tuple[str, str]]:
     """(thumbnail path, caption) for every catalog image that is present on this machine."""
     out = []
