@@ -1,0 +1,261 @@
+"""LoRA supervised fine-tuning so an LLM reads image tokens (review §7.2–7.3; LoRA: Hu et al.,
+"LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022, arXiv:2106.09685).
+
+The image tokenizer is frozen; the LLM's base weights are frozen. Trained are
+
+* LoRA factors B·A (rank r) on the attention projections q, k, v, o (peft), and
+* a delta ΔE (K+2, d) added to the embedding rows of ``<image>``, ``</image>`` and the K image tokens
+  only (the rows :class:`~museumtok.llm.vocab.ImageVocab` added); every text row stays as it was.
+
+    ids (B, n) ──embed_tokens (frozen)──> e (B, n, d) ──+ ΔE[ids - row_start] on image ids──> LLM with LoRA
+                                                                                               │
+                                     loss = cross-entropy on the answer tokens only (labels -100 elsewhere)
+
+The adapter is saved as ``adapter.safetensors`` (LoRA factors + ΔE) and ``config.json``; the base
+model is never copied. Held-out scoring ranks a fixed list of candidate answers by their
+log-likelihood after the prompt (:func:`candidate_logprobs`).
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .sft_data import QAExample, format_prompt
+from .vocab import ImageVocab
+
+ADAPTER_FILE = "adapter.safetensors"
+DELTA_KEY = "image_rows.delta"
+
+
+@dataclass
+class AdapterConfig:
+    r: int = 8                                  # LoRA rank
+    alpha: int = 16                             # LoRA scale numerator (scale = alpha / r)
+    dropout: float = 0.0                        # LoRA dropout on the adapted inputs
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # adapted linear layers
+    tokenizer: str = "lloyd-patch-k1024"        # frozen image tokenizer (registry name)
+    K: int = 1024                               # its codebook size
+    M: int = 64                                 # image tokens per crop used in training
+    base: str = "smollm2-135m-instruct"         # the LLM the adapter belongs to
+    extra: dict = field(default_factory=dict)   # free-form facts (training summary)
+
+
+class ImageRowDelta(nn.Module):
+    """ΔE for the contiguous rows [row_start, row_start + n) of a frozen embedding, applied by a forward hook."""
+
+    def __init__(self, embedding: nn.Embedding, row_start: int, n: int):
+        super().__init__()
+        self.row_start, self.n = int(row_start), int(n)
+        self.delta = nn.Parameter(torch.zeros(n, embedding.weight.shape[1], dtype=embedding.weight.dtype,
+                                              device=embedding.weight.device))   # (n, d)
+        self.handle = embedding.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, out):
+        ids = args[0]                                                   # (B, n_tok)
+        k = ids - self.row_start
+        on = (k >= 0) & (k < self.n)                                    # (B, n_tok)
+        d = self.delta[k.clamp(0, self.n - 1)]                          # (B, n_tok, d)
+        return out + d * on.unsqueeze(-1).to(out.dtype)
+
+    def remove(self):
+        self.handle.remove()
+
+
+def vocab_rows(vocab: ImageVocab) -> tuple[int, int]:
+    """(row_start, n) of the vocab's rows; they must be contiguous: <image>, </image>, v0 … v(K-1)."""
+    if not vocab.attached:
+        raise ValueError("attach the ImageVocab to the model first (ImageVocab.attach)")
+    if not (vocab.end_id == vocab.start_id + 1 and vocab.token_offset == vocab.end_id + 1):
+        raise ValueError("the image vocab's rows are not contiguous (another vocab was attached in between); "
+                         "fine-tune on a fresh model with only this vocab attached")
+    return vocab.start_id, vocab.K + 2
+
+
+def add_adapter(model, vocab: ImageVocab, cfg: AdapterConfig):
+    """Freeze ``model`` (vocab already attached), wrap it with LoRA and add ΔE. Returns (peft_model, delta)."""
+    from peft import LoraConfig, get_peft_model
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    lcfg = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.targets),
+                      bias="none", task_type="CAUSAL_LM")
+    pm = get_peft_model(model, lcfg)
+    start, n = vocab_rows(vocab)
+    delta = ImageRowDelta(pm.get_input_embeddings(), start, n)
+    return pm, delta
+
+
+def trainable_parameters(pm, delta) -> list[nn.Parameter]:
+    return [p for p in pm.parameters() if p.requires_grad] + [delta.delta]
+
+
+# ---- examples -> ids ---------------------------------------------------------------------------
+def prompt_ids(ex: QAExample, hf_tok, vocab: ImageVocab, image: str = "real",
+               rng: random.Random | None = None) -> list[int]:
+    """The prompt's ids. ``image``: "real" tokens, "shuffled" (same tokens, random order) or "none"."""
+    if image not in ("real", "shuffled", "none"):
+        raise ValueError(f"image must be 'real', 'shuffled' or 'none', got {image!r}")
+    ids: list[int] = []
+    if image != "none":
+        idx = ex.indices.reshape(-1)
+        if image == "shuffled":
+            perm = list(range(len(idx)))
+            (rng or random.Random(0)).shuffle(perm)
+            idx = idx[perm]
+        ids = vocab.to_ids(idx).tolist()
+        text = "\n" + format_prompt(None, ex.question)
+    else:
+        text = format_prompt(None, ex.question)
+    return ids + hf_tok(text, add_special_tokens=False)["input_ids"]
+
+
+def answer_ids(answer: str, hf_tok) -> list[int]:
+    return hf_tok(" " + answer, add_special_tokens=False)["input_ids"]
+
+
+def encode_example(ex: QAExample, hf_tok, vocab: ImageVocab, image: str = "real") -> tuple[list[int], list[int]]:
+    """(input_ids, labels): labels are -100 on the prompt, the answer's ids (+ eos) on the answer."""
+    p = prompt_ids(ex, hf_tok, vocab, image)
+    a = answer_ids(ex.answer, hf_tok) + ([hf_tok.eos_token_id] if hf_tok.eos_token_id is not None else [])
+    return p + a, [-100] * len(p) + a
+
+
+def encode_dialogue(exs: Sequence[QAExample], hf_tok, vocab: ImageVocab) -> tuple[list[int], list[int]]:
+    """Several questions about one crop as one multi-turn sequence: the image once, then
+    "Visitor: q / Guide: a" turns (loss on every answer). Cheaper per answer than one sequence each."""
+    if len({id(e.indices) for e in exs}) > 1 and len({e.crop for e in exs}) > 1:
+        raise ValueError("encode_dialogue needs examples of one crop")
+    ids, lab = encode_example(exs[0], hf_tok, vocab)
+    for e in exs[1:]:
+        p = hf_tok("\n" + format_prompt(None, e.question), add_special_tokens=False)["input_ids"]
+        a = answer_ids(e.answer, hf_tok) + ([hf_tok.eos_token_id] if hf_tok.eos_token_id is not None else [])
+        ids, lab = ids + p + a, lab + [-100] * len(p) + a
+    return ids, lab
+
+
+def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest; attention_mask 0 and labels -100 on padding."""
+    n = max(len(i) for i, _ in pairs)
+    ids = torch.full((len(pairs), n), pad_id, dtype=torch.long)
+    lab = torch.full((len(pairs), n), -100, dtype=torch.long)
+    att = torch.zeros((len(pairs), n), dtype=torch.long)
+    for b, (i, l) in enumerate(pairs):
+        ids[b, :len(i)] = torch.tensor(i)
+        lab[b, :len(l)] = torch.tensor(l)
+        att[b, :len(i)] = 1
+    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens (transformers shifts the labels)."""
+    return model(**batch).loss
+
+
+# ---- scoring -----------------------------------------------------------------------------------
+@torch.no_grad()
+def candidate_logprobs(model, prompt: list[int], candidates: Sequence[list[int]]) -> torch.Tensor:
+    """Sum of log p(candidate tokens | prompt) for each candidate; the prompt runs once (batched candidates)."""
+    C = len(candidates)
+    n = max(len(c) for c in candidates)
+    from .backend import _cache_kwarg
+
+    ids = torch.tensor([prompt], dtype=torch.long)
+    out = model(input_ids=ids, use_cache=True)
+    first = torch.log_softmax(out.logits[0, -1].float(), -1)           # (V,)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    ckw = _cache_kwarg(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    scores = torch.tensor([float(first[c[0]]) for c in candidates])
+    if n == 1:
+        return scores
+    # the rest of each candidate, batched: repeat the cache C times
+    cache.batch_repeat_interleave(C)
+    pad = torch.zeros((C, n - 1), dtype=torch.long)
+    for b, c in enumerate(candidates):
+        if len(c) > 1:
+            pad[b, :len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)   # feed c[:-1] to predict c[1:]
+    att = torch.ones((C, len(prompt) + n - 1), dtype=torch.long)
+    lp = torch.log_softmax(model(input_ids=pad, attention_mask=att, **{ckw: cache}).logits.float(), -1)  # (C, n-1, V)
+    for b, c in enumerate(candidates):
+        for j in range(1, len(c)):
+            scores[b] += float(lp[b, j - 1, c[j]])
+    return scores
+
+
+def pick(model, prompt: list[int], candidates: Sequence[str], hf_tok) -> str:
+    """The candidate answer with the highest log-likelihood after ``prompt``."""
+    s = candidate_logprobs(model, prompt, [answer_ids(c, hf_tok) for c in candidates])
+    return candidates[int(s.argmax())]
+
+
+# ---- save / load -------------------------------------------------------------------------------
+def save_adapter(directory: Path, pm, delta: ImageRowDelta, cfg: AdapterConfig) -> Path:
+    """``adapter.safetensors`` (LoRA factors + ΔE) and ``config.json``; no base weights."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(pm, save_embedding_layers=False).items()}
+    state[DELTA_KEY] = delta.delta.detach().cpu().contiguous()
+    save_file(state, str(directory / ADAPTER_FILE), metadata={"format": "pt"})
+    d = asdict(cfg)
+    d["targets"] = list(cfg.targets)
+    d["row_start"], d["rows"] = delta.row_start, delta.n
+    (directory / "config.json").write_text(json.dumps(d, indent=2))
+    return directory
+
+
+def load_adapter(directory: Path, model, hf_tok, vocab: ImageVocab | None = None):
+    """Attach the saved adapter to a fresh base ``model``; returns (peft_model, delta, vocab, cfg)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    d = json.loads((directory / "config.json").read_text())
+    d.pop("row_start", None)
+    d.pop("rows", None)
+    d["targets"] = tuple(d["targets"])
+    cfg = AdapterConfig(**d)
+    if vocab is None:
+        vocab = ImageVocab.for_tokenizer(cfg.tokenizer, cfg.K)
+    if not vocab.attached:
+        vocab.attach(model, hf_tok)
+    pm, delta = add_adapter(model, vocab, cfg)
+    state = load_file(str(directory / ADAPTER_FILE))
+    dE = state.pop(DELTA_KEY)
+    if dE.shape != delta.delta.shape:
+        raise ValueError(f"ΔE has shape {tuple(dE.shape)}, the model expects {tuple(delta.delta.shape)}")
+    with torch.no_grad():
+        delta.delta.copy_(dE)
+    res = set_peft_model_state_dict(pm, state)
+    missing = [k for k in getattr(res, "unexpected_keys", [])]
+    if missing:
+        raise ValueError(f"adapter keys the model does not have: {missing[:5]}")
+    return pm.eval(), delta, vocab, cfg
+
+
+def tiny_llama(seed: int = 0, hidden: int = 32, layers: int = 2):
+    """A tiny randomly initialised Llama and a 300-word byte-level BPE trained on the QA vocabulary
+    (tests and the notebook's fast mode); returns (model, hf_tokenizer)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from .sft_data import CANDIDATES, QUESTIONS
+
+    corpus = [f"Visitor: {q}\nGuide: {a}" for q in QUESTIONS.values() for c in CANDIDATES.values() for a in c]
+    t = Tokenizer(models.BPE(unk_token="<unk>"))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    t.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<eos>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>", unk_token="<unk>", pad_token="<eos>")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=512, tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg).eval(), hf_tok

@@ -1,0 +1,204 @@
+"""LoRA SFT on image tokens (museumtok.llm.sft_data, museumtok.llm.sft) with a tiny random Llama."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from museumtok.llm import sft_data as D
+from museumtok.llm.vocab import ImageVocab
+
+pytest.importorskip("peft")
+
+
+def solid(rgb, h=16, w=16):
+    return torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1).expand(3, h, w).clone()
+
+
+# ---- pixel facts against hand-made images ------------------------------------------------------
+@pytest.mark.parametrize("name", list(D.PALETTE))
+def test_dominant_colour_of_a_solid_palette_image(name):
+    assert D.dominant_colour(solid(D.PALETTE[name])) == name
+
+
+def test_dominant_colour_is_the_majority_not_the_mean():
+    x = solid(D.PALETTE["blue"])
+    x[:, :5] = solid(D.PALETTE["yellow"])[:, :5]          # 5 of 16 rows yellow: blue still dominates
+    assert D.dominant_colour(x) == "blue"
+    x[:, :11] = solid(D.PALETTE["yellow"])[:, :11]        # 11 of 16: yellow dominates
+    assert D.dominant_colour(x) == "yellow"
+
+
+def test_brightness_and_warmth():
+    assert D.brightness(solid((0.9, 0.9, 0.9))) == "bright"
+    assert D.brightness(solid((0.1, 0.1, 0.1))) == "dark"
+    assert D.warmth(solid((0.8, 0.4, 0.1))) == "warm"
+    assert D.warmth(solid((0.1, 0.4, 0.8))) == "cool"
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_brightest_side(side):
+    x = torch.zeros(3, 16, 16)
+    sl = {"left": (slice(None), slice(0, 4)), "right": (slice(None), slice(12, 16)),
+          "top": (slice(0, 4), slice(None)), "bottom": (slice(12, 16), slice(None))}[side]
+    x[:, sl[0], sl[1]] = 1.0
+    assert D.brightest_side(x) == side
+
+
+def test_bad_shape_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        D.dominant_colour(torch.zeros(1, 3, 8, 8))
+
+
+class _Entry:
+    def __init__(self, i):
+        self.id, self.title, self.artist = f"a{i}", f"Title {i}", f"Artist {i}"
+
+
+class _FakeTok:
+    """A frozen 'tokenizer': index = quantised mean brightness of 4×4 blocks (enough for the plumbing)."""
+    K = 16
+
+    def encode_tensor(self, x, M):
+        B = x.shape[0]
+        y = torch.nn.functional.avg_pool2d(x.mean(1, keepdim=True), x.shape[-1] // int(M ** 0.5))
+        return (y.clamp(0, 0.999) * self.K).long().reshape(B, -1)
+
+
+def test_build_examples_answers_match_their_pixels():
+    crops = [(_Entry(0), solid(D.PALETTE["red"])), (_Entry(1), solid((0.95, 0.95, 0.95)))]
+    ex = D.build_examples(crops, _FakeTok(), M=4)
+    got = {(e.image_id, e.kind): e.answer for e in ex}
+    assert got[("a0", "colour")] == "red" and got[("a0", "brightness")] == "dark" and got[("a0", "warmth")] == "warm"
+    assert got[("a1", "colour")] == "white" and got[("a1", "brightness")] == "bright"
+    assert got[("a1", "title")] == "Title 1" and got[("a0", "artist")] == "Artist 0"
+    for e in ex:
+        assert e.indices.shape == (4,)
+        if e.kind in D.CANDIDATES:
+            assert e.answer in D.CANDIDATES[e.kind]
+    assert D.format_prompt("<image></image>", "Q?") == "<image></image>\nVisitor: Q?\nGuide:"
+
+
+# ---- tiny model -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+    from museumtok.llm.sft import tiny_llama
+
+    model, hf_tok = tiny_llama()
+    return model.config, hf_tok
+
+
+def _fresh(tiny):
+    from transformers import LlamaForCausalLM
+
+    cfg, hf_tok = tiny
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).eval()
+    vocab = ImageVocab.for_tokenizer("fake", 16)
+    vocab.attach(model, hf_tok)
+    return model, vocab
+
+
+def _examples(n=8, seed=0):
+    rng = random.Random(seed)
+    names = list(D.PALETTE)
+    crops = [(_Entry(i), solid(D.PALETTE[names[rng.randrange(len(names))]])) for i in range(n)]
+    return D.build_examples(crops, _FakeTok(), M=4, kinds=D.PIXEL_KINDS)
+
+
+def test_lora_steps_lower_the_loss_and_train_only_adapter_and_image_rows(tiny):
+    from museumtok.llm.sft import AdapterConfig, add_adapter, collate, encode_example, sft_loss, trainable_parameters
+
+    model, vocab = _fresh(tiny)
+    hf_tok = tiny[1]
+    W0 = model.get_input_embeddings().weight.detach().clone()
+    pm, delta = add_adapter(model, vocab, AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake"))
+    names = {n for n, p in pm.named_parameters() if p.requires_grad}
+    assert names and all("lora_" in n for n in names)
+    batch = collate([encode_example(e, hf_tok, vocab) for e in _examples()], hf_tok.pad_token_id)
+    assert (batch["labels"] != -100).sum() < batch["attention_mask"].sum()      # loss on answers only
+    opt = torch.optim.AdamW(trainable_parameters(pm, delta), lr=1e-2)
+    pm.train()
+    with torch.no_grad():
+        first = float(sft_loss(pm, batch))
+    for _ in range(15):
+        loss = sft_loss(pm, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(sft_loss(pm, batch)) < first
+    assert torch.equal(model.get_input_embeddings().weight, W0)                  # text rows untouched
+    assert delta.delta.abs().sum() > 0                                           # image rows moved
+
+
+def test_adapter_saves_and_reloads_to_identical_outputs(tiny, tmp_path):
+    from museumtok.llm.sft import (AdapterConfig, add_adapter, candidate_logprobs, load_adapter, prompt_ids,
+                                   save_adapter)
+
+    hf_tok = tiny[1]
+    model, vocab = _fresh(tiny)
+    pm, delta = add_adapter(model, vocab, AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake"))
+    with torch.no_grad():                                        # make the adapter non-trivial
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+        delta.delta.normal_(0, 0.1)
+    pm.eval()
+    ex = _examples(2)[0]
+    ids = torch.tensor([prompt_ids(ex, hf_tok, vocab)])
+    with torch.no_grad():
+        ref = pm(input_ids=ids).logits
+    save_adapter(tmp_path, pm, delta, AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake"))
+    assert (tmp_path / "adapter.safetensors").stat().st_size < 1_000_000
+
+    model2, _ = _fresh(tiny)                                     # fresh base + same vocab, then the adapter
+    vocab2 = ImageVocab.for_tokenizer("fake", 16)
+    vocab2.attach(model2, hf_tok)
+    pm2, delta2, vocab2, cfg = load_adapter(tmp_path, model2, hf_tok, vocab2)
+    with torch.no_grad():
+        out = pm2(input_ids=ids).logits
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert cfg.r == 4 and cfg.tokenizer == "fake"
+    # the cached candidate scorer agrees with full-sequence log-likelihoods
+    cands = [hf_tok(" " + c, add_special_tokens=False)["input_ids"] for c in D.CANDIDATES["brightest"]]
+    fast = candidate_logprobs(pm2, ids[0].tolist(), cands)
+    for c, s in zip(cands, fast):
+        full = torch.tensor([ids[0].tolist() + c])
+        with torch.no_grad():
+            lp = torch.log_softmax(pm2(input_ids=full).logits[0].float(), -1)
+        ref_s = sum(float(lp[ids.shape[1] - 1 + j, t]) for j, t in enumerate(c))
+        assert abs(float(s) - ref_s) < 1e-4
+
+
+def test_prompt_conditions(tiny):
+    from museumtok.llm.sft import prompt_ids
+
+    model, vocab = _fresh(tiny)
+    hf_tok = tiny[1]
+    ex = _examples(1)[0]
+    real = prompt_ids(ex, hf_tok, vocab, "real")
+    shuf = prompt_ids(ex, hf_tok, vocab, "shuffled", random.Random(1))
+    none = prompt_ids(ex, hf_tok, vocab, "none")
+    assert sorted(real) == sorted(shuf) and len(none) < len(real)
+    assert not any(vocab.is_image_id(torch.tensor(none)))
+    with pytest.raises(ValueError, match="real"):
+        prompt_ids(ex, hf_tok, vocab, "blurred")
+
+
+def test_bundled_adapter_loads_onto_the_embedded_llm():
+    from museumtok.llm.backend import TransformersBackend, embedded_is_cached
+    from museumtok.llm.sft import load_adapter
+    from museumtok.paths import CHECKPOINT_DIR
+
+    d = CHECKPOINT_DIR / "sft-smollm2-lloyd-k1024"
+    if not (d / "adapter.safetensors").is_file():
+        pytest.skip("no bundled SFT adapter")
+    if not embedded_is_cached():
+        pytest.skip("the embedded SmolLM2 is not converted yet")
+    torch.set_num_threads(1)
+    b = TransformersBackend.embedded()
+    pm, delta, vocab, cfg = load_adapter(d, b.model, b.tokenizer)
+    assert delta.n == cfg.K + 2 and vocab.K == cfg.K
+    card = (d / "README.md").read_text()
+    assert all(w in card for w in ("| real |", "| shuffled |", "| none |", "| chance |"))
