@@ -34,7 +34,7 @@ class DVAETrainConfig:
     num_res: int = 1                             # residual blocks per resolution
     codebook_size: int = 1024                    # K, logits per position
     dim: int = 32                                # D, code dimension fed to the decoder
-    kl_weight: float = 2e-5                      # λ_KL, weight of KL(q ‖ uniform) against the per-pixel MSE
+    kl_weight: float = 3e-4                      # λ_KL, weight of KL(q ‖ uniform) against the per-pixel MSE (≈ DALL·E's β 6.6)
     hard: bool = False                           # False: soft relaxation (DALL·E); True: straight-through one-hot
     tau_start: float = 1.0                       # τ at step 0
     tau_end: float = 1 / 16                      # τ after annealing (DALL·E: 1/16)
