@@ -219,7 +219,8 @@ def _eval(sub):
         for path in write_rd(res, args.out):
             print(f"wrote {path}")
         print(markdown_table(summary_table(res)))
-        print(markdown_table(res["bd_vs_jpeg"], floatfmt=".2f"))
+        cols = list(dict.fromkeys(k for r in res["bd_vs_jpeg"] for k in r))
+        print(markdown_table([{c: r.get(c, "") for c in cols} for r in res["bd_vs_jpeg"]], floatfmt=".2f"))
         return 0
 
     r.set_defaults(func=run)

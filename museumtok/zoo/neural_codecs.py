@@ -6,7 +6,7 @@ Names follow CompressAI's quality index: ``hyperprior-q3`` was trained with Comp
 from ..registry import RegistryEntry, register
 
 HYPERPRIOR_QUALITIES = (1, 2, 3, 4)
-FACTORIZED_QUALITIES = ()
+FACTORIZED_QUALITIES = (2, 4)
 
 for q in HYPERPRIOR_QUALITIES:
     register(RegistryEntry(
