@@ -20,7 +20,7 @@ for q in FACTORIZED_QUALITIES:
         description=f"factorized prior (Ballé et al. 2017), λ of CompressAI quality {q}, CPU-trained",
         chapter="5.1", checkpoint=f"factorized-q{q}",
     ))
-CONTEXT_QUALITIES = ()
+CONTEXT_QUALITIES = (3,)
 
 for q in CONTEXT_QUALITIES:
     register(RegistryEntry(
