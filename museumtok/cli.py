@@ -206,7 +206,7 @@ def _eval(sub):
     r = esub.add_parser("rd", help="RD curves of the learned codecs, JPEG/WebP and tokenizers; BD-rate vs JPEG")
     r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
     r.add_argument("--limit", type=int, default=None, help="only the first N images")
-    r.add_argument("--out", type=Path, default=Path("results"), help="folder for rd_<set>.json/.html/.png")
+    r.add_argument("--out", type=Path, default=Path("docs/rd"), help="folder for rd_<set>.json/.html/.png")
     r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all bundled)")
     r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
 
