@@ -20,16 +20,13 @@ reconstruction term is the same mean squared error as the VQ-VAE's so the two ar
 encoder and decoder are the very same modules (:mod:`museumtok.models.layers`). The Gumbel-softmax,
 the hard/soft paths and the KL term live in :class:`museumtok.quantize.gumbel.GumbelQuantizer`.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ..quantize.gumbel import GumbelQuantizer
-from ..quantize.output import QuantizerOutput
-from .layers import AutoencoderOutput, Decoder, Encoder, level_channels, to_signed, to_unit
+from .layers import Decoder, DiscreteAutoencoderMixin, Encoder, level_channels
 
 
 @dataclass
@@ -47,7 +44,7 @@ class DVAEConfig:
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
 
 
-class DVAE(nn.Module, PyTorchModelHubMixin):
+class DVAE(DiscreteAutoencoderMixin, nn.Module, PyTorchModelHubMixin):
     """Encoder → GumbelQuantizer → Decoder; ``save_pretrained`` / ``from_pretrained`` (config.json + safetensors)."""
 
     def __init__(self, config: DVAEConfig = None):
@@ -63,56 +60,9 @@ class DVAE(nn.Module, PyTorchModelHubMixin):
         self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
 
     @property
-    def f(self) -> int:
-        return self.config.f
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
-    @property
     def tau(self) -> float:
         return float(self.quantizer.tau)
 
     @tau.setter
     def tau(self, value: float) -> None:
         self.quantizer.tau = float(value)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, S, S) in [0, 1] -> h (B, C, S/f, S/f), the features the logits are read from."""
-        return self.encoder(to_signed(x))
-
-    def quantize(self, h: torch.Tensor) -> QuantizerOutput:
-        """h -> Gumbel-softmax codes z_q (B, D, h, w), argmax indices (B, h, w), the KL term, usage stats."""
-        return self.quantizer(h)
-
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """z_q (B, D, h, w) -> x̂ (B, 3, f·h, f·w), in [0, 1] up to clamping."""
-        return to_unit(self.decoder(z_q))
-
-    def forward(self, x: torch.Tensor) -> AutoencoderOutput:
-        h = self.encode(x)                            # (B, C, h, w)
-        q = self.quantize(h)                          # q.z_q (B, D, h, w), q.indices (B, h, w)
-        x_hat = self.decode(q.z_q)                    # (B, 3, S, S)
-        recon = F.mse_loss(x_hat, x)
-        losses = {"recon": recon, **q.losses}
-        return AutoencoderOutput(x_hat=x_hat, z_e=h, quant=q, loss=recon + q.loss, losses=losses)
-
-    @torch.no_grad()
-    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, S, S) in [0, 1] -> argmax token indices (B, S/f, S/f), int64 (no noise)."""
-        was = self.training
-        self.eval()
-        try:
-            return self.quantize(self.encode(x)).indices
-        finally:
-            self.train(was)
-
-    @torch.no_grad()
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """indices (B, h, w) -> x̂ (B, 3, f·h, f·w) clamped to [0, 1]."""
-        z_q = self.quantizer.indices_to_codes(indices.long())  # (B, D, h, w)
-        return self.decode(z_q).clamp(0, 1)
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

@@ -129,6 +129,60 @@ class AutoencoderOutput:
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # each term, "recon" included
 
 
+class DiscreteAutoencoderMixin:
+    """What VQ-VAE and dVAE share around their different quantizers (``self.encoder``,
+    ``self.quantizer``, ``self.decoder`` and a ``self.config`` dataclass with ``f`` and ``codebook_size``)."""
+
+    @property
+    def f(self) -> int:
+        return self.config.f
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, S, S) in [0, 1] -> z_e (B, ·, S/f, S/f): what the quantizer reads."""
+        return self.encoder(to_signed(x))
+
+    def quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
+        """z_e -> z_q (straight-through), indices k (B, h, w), the quantizer's losses and usage stats."""
+        return self.quantizer(z_e)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """z_q (B, D, h, w) -> x̂ (B, 3, f·h, f·w), in [0, 1] up to clamping."""
+        return to_unit(self.decoder(z_q))
+
+    def forward(self, x: torch.Tensor) -> AutoencoderOutput:
+        z_e = self.encode(x)                          # (B, ·, h, w)
+        q = self.quantize(z_e)                        # q.z_q (B, D, h, w), q.indices (B, h, w)
+        x_hat = self.decode(q.z_q)                    # (B, 3, S, S)
+        recon = F.mse_loss(x_hat, x)                  # ‖x − x̂‖², per pixel
+        losses = {"recon": recon, **q.losses}
+        return AutoencoderOutput(x_hat=x_hat, z_e=z_e, quant=q, loss=recon + q.loss, losses=losses)
+
+    @torch.no_grad()
+    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, S, S) in [0, 1] -> token indices (B, S/f, S/f), int64 (eval mode: no EMA update, no noise)."""
+        was = self.training
+        self.eval()
+        try:
+            return self.quantize(self.encode(x)).indices
+        finally:
+            self.train(was)
+
+    @torch.no_grad()
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B, h, w) -> x̂ (B, 3, f·h, f·w) clamped to [0, 1]."""
+        z_q = self.quantizer.indices_to_codes(indices.long())  # (B, D, h, w)
+        return self.decode(z_q).clamp(0, 1)
+
+    def config_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self.config)
+
+
 def to_signed(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] pixels -> [-1, 1], the range the networks see."""
     return x * 2 - 1

@@ -20,7 +20,7 @@ encoder outputs (the paper's Appendix A.1; the review's Appendix B, Alg. 1 with 
 and the codebook starts from k-means on the first batch with unused codes restarted from current
 encoder outputs — the quantizer owns all of this; the model only wires it between encoder and decoder.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +28,8 @@ from einops import rearrange
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from ..quantize.output import QuantizerOutput
 from ..quantize.vq import VectorQuantizer, nearest_code
-from .layers import AutoencoderOutput, Decoder, Encoder, to_signed, to_unit
+from .layers import Decoder, DiscreteAutoencoderMixin, Encoder
 
 
 @dataclass
@@ -52,7 +51,7 @@ class VQVAEConfig:
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
 
 
-class VQVAE(nn.Module, PyTorchModelHubMixin):
+class VQVAE(DiscreteAutoencoderMixin, nn.Module, PyTorchModelHubMixin):
     """Encoder → VectorQuantizer → Decoder; ``save_pretrained`` / ``from_pretrained`` (config.json + safetensors)."""
 
     def __init__(self, config: VQVAEConfig = None):
@@ -67,50 +66,6 @@ class VQVAE(nn.Module, PyTorchModelHubMixin):
             eps=config.eps, kmeans_init=config.kmeans_init, restart_dead_after=config.restart_dead_after,
             cosine=config.cosine)
         self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
-
-    @property
-    def f(self) -> int:
-        return self.config.f
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, S, S) in [0, 1] -> z_e (B, D, S/f, S/f)."""
-        return self.encoder(to_signed(x))
-
-    def quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
-        """z_e (B, D, h, w) -> z_q (straight-through), indices k (B, h, w), losses, usage stats."""
-        return self.quantizer(z_e)
-
-    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        """z_q (B, D, h, w) -> x̂ (B, 3, f·h, f·w), in [0, 1] up to clamping."""
-        return to_unit(self.decoder(z_q))
-
-    def forward(self, x: torch.Tensor) -> AutoencoderOutput:
-        z_e = self.encode(x)                          # (B, D, h, w)
-        q = self.quantize(z_e)                        # q.z_q (B, D, h, w), q.indices (B, h, w)
-        x_hat = self.decode(q.z_q)                    # (B, 3, S, S)
-        recon = F.mse_loss(x_hat, x)                  # ‖x − x̂‖², per pixel
-        losses = {"recon": recon, **q.losses}
-        return AutoencoderOutput(x_hat=x_hat, z_e=z_e, quant=q, loss=recon + q.loss, losses=losses)
-
-    @torch.no_grad()
-    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 3, S, S) in [0, 1] -> token indices (B, S/f, S/f), int64 (eval mode: no EMA update)."""
-        was = self.training
-        self.eval()
-        try:
-            return self.quantize(self.encode(x)).indices
-        finally:
-            self.train(was)
-
-    @torch.no_grad()
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """indices (B, h, w) -> x̂ (B, 3, f·h, f·w) clamped to [0, 1]."""
-        z_q = self.quantizer.indices_to_codes(indices.long())  # (B, D, h, w)
-        return self.decode(z_q).clamp(0, 1)
 
     @torch.no_grad()
     def encode_indices_restricted(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -132,6 +87,3 @@ class VQVAE(nn.Module, PyTorchModelHubMixin):
         keep = keep.long().to(z.device)
         j = nearest_code(z, self.quantizer.codebook[keep])                   # (N,) into keep
         return keep[j].view(b, h, w)
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
