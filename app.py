@@ -216,11 +216,51 @@ def codec_tab():
               api_name="compress")
 
 
+def inpaint_tab():
+    """§4.6: mask the tokens under a box and let MaskGIT fill them in, step by step."""
+    from museumtok.app import inpaint as ip
+
+    gr.Markdown("A visitor stands in front of the painting: the tokens under the box (fractions of the image) are "
+                "hidden and MaskGIT regenerates them in T parallel steps. Tokens outside the box never change.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
+                             elem_id="inpaint-upload")
+            with gr.Row():
+                x0 = gr.Slider(0, 1, value=0.375, step=0.125, label="box left")
+                x1 = gr.Slider(0, 1, value=0.625, step=0.125, label="box right")
+            with gr.Row():
+                y0 = gr.Slider(0, 1, value=0.25, step=0.125, label="box top")
+                y1 = gr.Slider(0, 1, value=0.875, step=0.125, label="box bottom")
+            steps = gr.Slider(1, 16, value=8, step=1, label="decoding steps T")
+            temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="temperature τ0")
+            seed = gr.Number(0, label="seed", precision=0)
+            run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run")
+        with gr.Column(scale=2):
+            message = gr.Markdown(elem_id="inpaint-message")
+            with gr.Row():
+                original = gr.Image(label="Working image", type="pil", interactive=False)
+                masked = gr.Image(label="Tokens masked (grey)", type="pil", interactive=False)
+                result = gr.Image(label="Filled in by MaskGIT", type="pil", interactive=False)
+            frames = gr.Gallery(label="Each decoding step", columns=8, height=200)
+
+    def on_run(source, a, b, c, d, t, tau, s):
+        r = ip.inpaint_image(source, a, b, c, d, t, tau, s or 0)
+        if r.error:
+            return f"**{r.error}**", None, None, None, []
+        return r.message, r.original, r.masked, r.result, r.steps
+
+    run.click(on_run, [upload, x0, y0, x1, y1, steps, temperature, seed], [message, original, masked, result, frames],
+              api_name="inpaint")
+
+
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="museumtok") as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Tokenize"):
             tokenize_tab()
+        with gr.Tab("Inpaint"):
+            inpaint_tab()
         with gr.Tab("Codecs"):
             codec_tab()
         with gr.Tab("Context budget"):

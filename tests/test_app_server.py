@@ -61,3 +61,15 @@ def test_binds_loopback_only(app_server):
 def test_codebook_health_endpoint(client, kodak_path):
     fig, md = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k256", 256, api_name="/codebook_health")
     assert "perplexity" in md and "distinct codes used" in md
+
+
+def test_inpaint_endpoint(client, kodak_path):
+    from museumtok.app import inpaint as ip
+
+    if not ip.available()[0]:
+        pytest.skip(ip.available()[1])
+    message, original, masked, result, frames = client.predict(
+        handle_file(str(kodak_path)), 0.25, 0.25, 0.75, 0.5, 4, 1.0, 0, api_name="/inpaint")
+    assert "8 of 64 tokens masked" in message and len(frames) == 4
+    bad = client.predict(handle_file(str(kodak_path)), 0.8, 0.25, 0.2, 0.5, 4, 1.0, 0, api_name="/inpaint")
+    assert "left < right" in bad[0]

@@ -1,0 +1,34 @@
+"""The Inpaint tab's callback (§4.6): only the boxed tokens change; bad inputs get a message."""
+import pytest
+
+from museumtok.app import inpaint as ip
+
+
+def test_token_box():
+    assert ip.token_box(0.375, 0.25, 0.625, 0.875, 8, 8) == (2, 3, 5, 2)
+    assert ip.token_box(0.0, 0.0, 0.01, 0.01, 8, 8) == (0, 0, 1, 1)       # at least one token
+    assert ip.token_box(0.0, 0.0, 1.0, 1.0, 8, 8) == (0, 0, 8, 8)
+    with pytest.raises(ValueError, match="left < right"):
+        ip.token_box(0.6, 0.2, 0.4, 0.8, 8, 8)
+
+
+def test_inpaint_changes_only_the_box(kodak_path):
+    if not ip.available()[0]:
+        pytest.skip(ip.available()[1])
+    r = ip.inpaint_image(str(kodak_path), 0.25, 0.25, 0.75, 0.5, steps=4, temperature=1.0, seed=1)
+    assert r.error is None and r.box == (2, 2, 2, 4)
+    top, left, hh, ww = r.box
+    inside = r.tokens_before.new_zeros(r.tokens_before.shape, dtype=bool)
+    inside[top:top + hh, left:left + ww] = True
+    assert (r.tokens_after[~inside] == r.tokens_before[~inside]).all()
+    assert len(r.steps) == 4 and r.result.size == (ip.SHOW, ip.SHOW)
+    assert "8 of 64 tokens masked" in r.message
+
+
+def test_bad_inputs_get_messages(tmp_path, kodak_path):
+    assert "Upload" in ip.inpaint_image(None).error
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    assert "Cannot use this file" in ip.inpaint_image(str(broken)).error
+    assert "left < right" in ip.inpaint_image(str(kodak_path), 0.8, 0.1, 0.2, 0.9).error
+    assert "steps" in ip.inpaint_image(str(kodak_path), steps=0).error
