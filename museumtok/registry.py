@@ -36,6 +36,7 @@ class RegistryEntry:
     default_M: int | None = None
     checkpoint: str | None = None   # folder name under data/checkpoints, or None
     kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments when no checkpoint
+    llm_adapter: str | None = None  # §7 SFT adapter folder under data/checkpoints teaching the embedded LLM these tokens
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -52,6 +53,12 @@ class RegistryEntry:
         """True when M is a continuous knob (offer a slider rather than a menu)."""
         s = self.supported_M
         return len(s) > 8 and list(s) == list(range(s[0], s[-1] + 1))
+
+    @property
+    def adapter_path(self) -> Path | None:
+        """The LLM adapter's folder when it is on disk (the chat then uses it by default), else None."""
+        p = CHECKPOINT_DIR / self.llm_adapter if self.llm_adapter else None
+        return p if p is not None and (p / "config.json").is_file() else None
 
     @property
     def model_card(self) -> Path | None:

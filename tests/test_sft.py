@@ -1,6 +1,7 @@
 """LoRA SFT on image tokens (museumtok.llm.sft_data, museumtok.llm.sft) with a tiny random Llama."""
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -94,7 +95,7 @@ def _fresh(tiny):
 
     cfg, hf_tok = tiny
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).eval()
+    model = LlamaForCausalLM(copy.deepcopy(cfg)).eval()   # resizing edits the config: keep the fixture's intact
     vocab = ImageVocab.for_tokenizer("fake", 16)
     vocab.attach(model, hf_tok)
     return model, vocab
@@ -202,3 +203,113 @@ def test_bundled_adapter_loads_onto_the_embedded_llm():
     assert delta.n == cfg.K + 2 and vocab.K == cfg.K
     card = (d / "README.md").read_text()
     assert all(w in card for w in ("| real |", "| shuffled |", "| none |", "| chance |"))
+
+
+# ---- the adapter in the chat: §7.3 prompts, word init, backend switching ----------------------------
+def _adapter_dir(tiny, tmp_path, base="tiny"):
+    from museumtok.llm.sft import AdapterConfig, add_adapter, save_adapter
+
+    model, vocab = _fresh(tiny)
+    cfg = AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake", base=base)
+    pm, delta = add_adapter(model, vocab, cfg)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.2)
+        delta.delta.normal_(0, 0.2)
+    save_adapter(tmp_path, pm, delta, cfg)
+    return pm.eval(), vocab
+
+
+def test_guide_ids_reproduce_the_training_dialogue(tiny):
+    from museumtok.llm.prompt import prefix_messages
+    from museumtok.llm.sft import encode_dialogue, guide_ids, guide_ids_from_messages
+
+    _, vocab = _fresh(tiny)
+    hf_tok = tiny[1]
+    exs = [e for e in _examples(1) if e.crop == 0][:3]
+    ids, labels = encode_dialogue(exs, hf_tok, vocab)
+    image = vocab.to_ids(exs[0].indices).tolist()
+    turns = [(e.question, e.answer) for e in exs[:-1]]
+    live = guide_ids(image, turns, exs[-1].question, hf_tok)
+    last_answer = [t for t, l in zip(ids, labels) if l != -100][-(len(labels) - len(live)):]
+    assert ids == live + last_answer                       # the chat prompt is the training prefix
+    msgs = prefix_messages(vocab.to_text(exs[0].indices), exs[-1].question,
+                           [m for q, a in turns for m in ({"role": "user", "content": q},
+                                                          {"role": "assistant", "content": a})])
+    assert guide_ids_from_messages(msgs, hf_tok) == live   # persona dropped, image and turns kept
+    with_card = guide_ids_from_messages(prefix_messages(None, "Q?", card="Title, Artist"), hf_tok)
+    enc = lambda t: hf_tok(t, add_special_tokens=False)["input_ids"]   # noqa: E731
+    assert with_card == enc("Catalog card: Title, Artist") + enc("\nVisitor: Q?\nGuide:")
+
+
+class _SolidTok:
+    """Code k decodes to a solid palette colour (a 'tokenizer' whose codewords have known names)."""
+    names = ["blue", "red", "white", "green"]
+    K = 4
+
+    def working_size(self, M):
+        return 8
+
+    def encode_tensor(self, x, M):
+        return torch.zeros(x.shape[0], 2, 2, dtype=torch.long)
+
+    def decode_indices(self, idx, M):
+        cols = torch.tensor([D.PALETTE[n] for n in self.names])            # (K, 3)
+        x = cols[idx]                                                      # (B, h, w, 3)
+        return x.permute(0, 3, 1, 2).repeat_interleave(4, -1).repeat_interleave(4, -2)
+
+
+def test_code_words_and_word_init(tiny):
+    from museumtok.llm.sft import AdapterConfig, add_adapter, code_words, word_init_delta
+
+    assert code_words(_SolidTok(), 4) == _SolidTok.names
+    model, vocab = _fresh(tiny)
+    hf_tok = tiny[1]
+    pm, delta = add_adapter(model, vocab, AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake"))
+    words = [_SolidTok.names[k % 4] for k in range(16)]
+    word_init_delta(pm, delta, hf_tok, words)
+    emb = pm.get_input_embeddings()
+    with torch.no_grad():
+        rows = emb(vocab.to_ids(torch.arange(16), delimiters=False).view(1, -1))[0]   # (16, d) through the hook
+        for k in (0, 5, 14):
+            w = emb.weight[hf_tok(" " + words[k], add_special_tokens=False)["input_ids"]].mean(0)
+            assert torch.allclose(rows[k], w, atol=1e-6)
+    with pytest.raises(ValueError, match="one per code"):
+        word_init_delta(pm, delta, hf_tok, words[:3])
+
+
+def test_backend_switches_the_adapter_with_the_tokenizer(tiny, tmp_path):
+    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.prompt import prefix_messages
+    from museumtok.llm.sft import guide_ids_from_messages
+
+    hf_tok = tiny[1]
+    pm, _ = _adapter_dir(tiny, tmp_path)                       # reference: the trained adapter
+    model, vocab = _fresh(tiny)                                # a fresh base model in the backend
+    base_ref, _ = _fresh(tiny)
+    b = TransformersBackend(model, hf_tok, name="tiny")
+    b.attach_vocab(vocab, adapter=tmp_path)
+    assert b.adapter_active and "active" in b.adapter_status
+    msgs = prefix_messages(vocab.to_text(torch.tensor([1, 2, 3, 4])), "Is this detail bright or dark?")
+    ids = torch.tensor([guide_ids_from_messages(msgs, hf_tok)])
+    assert b.encode_messages(msgs) == ids[0].tolist()
+
+    def last_logits():
+        from transformers import DynamicCache
+        with torch.no_grad():
+            return b._forward(ids, DynamicCache(config=b.model.config))[0]
+
+    with torch.no_grad():
+        want = pm(input_ids=ids).logits[0, -1]
+        base = base_ref(input_ids=ids).logits[0, -1]
+    assert torch.allclose(last_logits(), want, atol=1e-5)
+    other = ImageVocab.for_tokenizer("other", 8)              # another tokenizer: adapter off, base model
+    b.attach_vocab(other)
+    assert not b.adapter_active
+    assert torch.allclose(last_logits()[:len(base)], base, atol=1e-5)   # (+8 rows of "other" at the end)
+    b.attach_vocab(vocab, adapter=tmp_path)                   # back: ΔE survives the embedding resize
+    assert b.adapter_active and torch.allclose(last_logits()[:len(want)], want, atol=1e-5)
+    b2 = TransformersBackend(_fresh(tiny)[0], hf_tok, name="some-other-llm")
+    b2.attach_vocab(ImageVocab.for_tokenizer("fake", 16), adapter=tmp_path)
+    assert not b2.adapter_active and "trained for `tiny`" in b2.adapter_status

@@ -195,6 +195,7 @@ def _load_with(backend, source, tokenizer, M, sid, context, card, lines) -> Chat
     s.set_image(tok, loaded.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
     lines.append(f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
                  f"and the KV cache start afresh. Backend: `{backend.name}`.")
+    lines.append(getattr(backend, "adapter_status", ""))
     return ChatView(sid=sid, history=[], sees=prompt_text(s.messages_for("(your question)", s.plan("x"))),
                     budget=_budget_fig(s), grid=token_grid_figure(s.tokens),
                     notice="\n".join(f"- {x}" for x in lines if x))

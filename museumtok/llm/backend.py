@@ -73,9 +73,13 @@ class ChatBackend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs in this model's context (approximate for HTTP backends)."""
 
-    def attach_vocab(self, vocab, codebook=None):
-        """Make ``vocab``'s tokens known to the model when it can add tokens; returns ``vocab``."""
+    def attach_vocab(self, vocab, codebook=None, adapter: Path | None = None):
+        """Make ``vocab``'s tokens known to the model when it can add tokens; returns ``vocab``.
+        ``adapter``: a §7 SFT adapter folder for this vocab (used only by backends that can load it)."""
         return vocab
+
+    #: one line for the app: which fine-tuned adapter (if any) reads the current image's tokens
+    adapter_status: str = ""
 
     def reset(self) -> None:
         """Forget any cached prompt state (a new visitor or a new image)."""
@@ -217,6 +221,9 @@ class TransformersBackend(ChatBackend):
         self._cache = None
         self._cache_ids: list[int] = []
         self._suppress: list[int] = []
+        self._adapter: tuple[Path, str] | None = None   # (folder, vocab namespace) of the loaded SFT adapter
+        self._delta = None                              # its ImageRowDelta
+        self.adapter_active = False                     # LoRA on and §7.3 prompts for the current image
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
             i = tokenizer.convert_tokens_to_ids(t)
@@ -258,16 +265,51 @@ class TransformersBackend(ChatBackend):
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_messages(self, messages: Messages) -> list[int]:
+        if self.adapter_active:
+            from .sft import guide_ids_from_messages
+
+            return guide_ids_from_messages(messages, self.tokenizer)
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def attach_vocab(self, vocab, codebook=None, init: str = "mean"):
+    def attach_vocab(self, vocab, codebook=None, init: str = "mean", adapter: Path | None = None):
+        """Add ``vocab``'s tokens; with ``adapter`` (a :mod:`museumtok.llm.sft` folder trained for this
+        vocabulary on this base model) load it and switch to it: LoRA on, prompts in the §7.3 form it was
+        trained on. Another vocabulary switches the adapter off (the base model answers)."""
         with self._lock:
             vocab.attach(self.model, self.tokenizer, init=init, codebook=codebook)
             self._suppress = sorted(set(self._suppress) | set(range(vocab.token_offset, vocab.token_offset + vocab.K))
                                     | {vocab.start_id, vocab.end_id})
             self._cache, self._cache_ids = None, []
+            if self._delta is not None:     # resizing replaced the embedding module: re-hook ΔE
+                self._delta.rehook(self.model.get_input_embeddings())
+            self._use_adapter(vocab, adapter)
         return vocab
+
+    def _use_adapter(self, vocab, adapter: Path | None) -> None:
+        from .sft import load_adapter, read_adapter_config
+
+        self.adapter_active, self.adapter_status = False, ""
+        if self._delta is not None:
+            self._delta.enabled = False
+        if adapter is None:
+            return
+        cfg = read_adapter_config(adapter)
+        if cfg.base != self.name:
+            self.adapter_status = (f"adapter `{Path(adapter).name}` not used: it was trained for `{cfg.base}`, "
+                                   f"this LLM is `{self.name}`")
+            return
+        if self._adapter is None:
+            pm, delta, _, _ = load_adapter(Path(adapter), self.model, self.tokenizer, vocab)
+            self.model, self._delta, self._adapter = pm.eval(), delta, (Path(adapter), vocab.namespace)
+            self._ckw = _cache_kwarg(pm.get_base_model())
+        if self._adapter[1] != vocab.namespace or self._adapter[0].resolve() != Path(adapter).resolve():
+            self.adapter_status = (f"adapter `{Path(adapter).name}` not used: `{self._adapter[0].name}` is "
+                                   f"already loaded (one adapter per process)")
+            return
+        self.adapter_active = self._delta.enabled = True
+        self.adapter_status = (f"fine-tuned adapter `{Path(adapter).name}` active (§7, trained at M={cfg.M}): "
+                               f"prompts in §7.3's Visitor/Guide form")
 
     def reset(self) -> None:
         with self._lock:
@@ -286,7 +328,12 @@ class TransformersBackend(ChatBackend):
         return min(n, len(ids) - 1)
 
     def _forward(self, input_ids, cache, logits_to_keep=1):
-        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=logits_to_keep, **{self._ckw: cache})
+        if self._adapter is not None and not self.adapter_active:
+            with self.model.disable_adapter():          # LoRA off: the base model for other vocabularies
+                out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=logits_to_keep,
+                                 **{self._ckw: cache})
+        else:
+            out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=logits_to_keep, **{self._ckw: cache})
         return out.logits[0, -1].float(), getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
     def _pick(self, logits, generated: list[int], temperature: float, gen):

@@ -37,17 +37,29 @@ class TurnRecord:
     error: str | None = None
 
 
+def adapter_for(tokenizer_name: str):
+    """The bundled §7 SFT adapter folder for a registry tokenizer, or None (unknown name, none bundled)."""
+    from .. import registry
+
+    try:
+        return registry.get(tokenizer_name).adapter_path
+    except KeyError:
+        return None
+
+
 class ChatSession:
     """One visitor's conversation with one backend about (at most) one image at a time."""
 
     def __init__(self, backend: ChatBackend, audit: AuditLog | None = None, context: int | None = None,
-                 reserve_answer: int = 128, max_new_tokens: int = 128, persona: str = GUIDE_PERSONA):
+                 reserve_answer: int = 128, max_new_tokens: int = 128, persona: str = GUIDE_PERSONA,
+                 use_adapter: bool = True):
         self.backend = backend
         self.audit = audit
         self.context = min(context or backend.context_window, backend.context_window)
         self.reserve_answer = reserve_answer
         self.max_new_tokens = max_new_tokens
         self.persona = persona
+        self.use_adapter = use_adapter     # load the tokenizer's §7 SFT adapter (registry) when there is one
         self.history: list[dict] = []      # user / assistant messages, oldest first
         self.tokens = None                 # TokenizedImage at the requested M
         self.image_id: str | None = None
@@ -71,7 +83,7 @@ class ChatSession:
         self._by_M = {t.M: t}
         self.vocab = ImageVocab.for_tokenizer(t.tokenizer, t.K)
         if self.backend.adds_image_tokens:
-            self.backend.attach_vocab(self.vocab)
+            self.backend.attach_vocab(self.vocab, adapter=adapter_for(t.tokenizer) if self.use_adapter else None)
         self.history = []
         self.backend.reset()
         if self.audit is not None:

@@ -25,6 +25,7 @@ from .vocab import ImageVocab
 
 GUIDE_PERSONA = ("You are a museum guide at an information desk. Answer the visitor briefly and "
                  "truthfully. The visitor's artwork is given as image tokens; cite a patch as [CITE:<token>].")
+CARD_PREFIX = "Catalog card: "
 POINTER = re.compile(r"<IMG:([A-Za-z0-9_.\-]+)>")
 
 
@@ -39,7 +40,7 @@ def image_block(tokens, vocab: ImageVocab | None = None) -> str:
 def system_prompt(image_text: str | None = None, card: str | None = None, persona: str = GUIDE_PERSONA) -> str:
     parts = [persona]
     if card:
-        parts.append(f"Catalog card: {card}")
+        parts.append(f"{CARD_PREFIX}{card}")
     if image_text:
         parts.append(f"The visitor's image: {image_text}")
     return "\n".join(parts)

@@ -55,8 +55,11 @@ class ImageRowDelta(nn.Module):
         self.delta = nn.Parameter(torch.zeros(n, embedding.weight.shape[1], dtype=embedding.weight.dtype,
                                               device=embedding.weight.device))   # (n, d)
         self.handle = embedding.register_forward_hook(self._hook)
+        self.enabled = True          # False: the embedding behaves as the frozen base (adapter switched off)
 
     def _hook(self, module, args, out):
+        if not self.enabled:
+            return out
         ids = args[0]                                                   # (B, n_tok)
         k = ids - self.row_start
         on = (k >= 0) & (k < self.n)                                    # (B, n_tok)
@@ -65,6 +68,11 @@ class ImageRowDelta(nn.Module):
 
     def remove(self):
         self.handle.remove()
+
+    def rehook(self, embedding: nn.Embedding) -> None:
+        """Move the hook to ``embedding`` (resize_token_embeddings replaces the module)."""
+        self.handle.remove()
+        self.handle = embedding.register_forward_hook(self._hook)
 
 
 def vocab_rows(vocab: ImageVocab) -> tuple[int, int]:
@@ -89,6 +97,38 @@ def add_adapter(model, vocab: ImageVocab, cfg: AdapterConfig):
     start, n = vocab_rows(vocab)
     delta = ImageRowDelta(pm.get_input_embeddings(), start, n)
     return pm, delta
+
+
+@torch.no_grad()
+def code_words(tokenizer, M: int, batch: int = 128) -> list[str]:
+    """One palette word per codeword: decode a grid filled with code k through the frozen tokenizer
+    and name its dominant colour (:func:`~museumtok.llm.sft_data.dominant_colour`). (K,) words."""
+    from .sft_data import dominant_colour
+
+    S = tokenizer.working_size(M)
+    shape = tuple(tokenizer.encode_tensor(torch.zeros(1, 3, S, S), M).shape[1:])   # (h, w) or (M,)
+    words: list[str] = []
+    for s in range(0, tokenizer.K, batch):
+        k = torch.arange(s, min(tokenizer.K, s + batch))                            # (b,)
+        grid = k.view(-1, *([1] * len(shape))).expand(-1, *shape)                    # (b, h, w)
+        x = tokenizer.decode_indices(grid, M).clamp(0, 1)                             # (b, 3, S, S)
+        words += [dominant_colour(xi) for xi in x]
+    return words
+
+
+@torch.no_grad()
+def word_init_delta(pm, delta: "ImageRowDelta", hf_tok, words: Sequence[str]) -> None:
+    """Start ΔE so that image token v_k embeds like the text word ``words[k]`` (" blue", " brown", …):
+    row(v_k) = mean of the word's sub-token embeddings. The LLM then reads an untrained image block as
+    a list of colour words, a prior the SFT refines. ``<image>``/``</image>`` keep their rows.
+    Stored in ΔE (not in the base rows), so saved adapters reload on a plain mean-initialised vocab."""
+    W = pm.get_input_embeddings().weight                                            # (V, d)
+    if len(words) != delta.n - 2:
+        raise ValueError(f"need {delta.n - 2} words (one per code), got {len(words)}")
+    table = {w: W[hf_tok(" " + w, add_special_tokens=False)["input_ids"]].float().mean(0) for w in set(words)}
+    target = torch.stack([table[w] for w in words]).to(W.dtype)                     # (K, d)
+    base = W[delta.row_start + 2: delta.row_start + delta.n]                         # (K, d)
+    delta.delta[2:] = target - base
 
 
 def trainable_parameters(pm, delta) -> list[nn.Parameter]:
@@ -137,6 +177,41 @@ def encode_dialogue(exs: Sequence[QAExample], hf_tok, vocab: ImageVocab) -> tupl
         a = answer_ids(e.answer, hf_tok) + ([hf_tok.eos_token_id] if hf_tok.eos_token_id is not None else [])
         ids, lab = ids + p + a, lab + [-100] * len(p) + a
     return ids, lab
+
+
+def guide_ids(image_ids: Sequence[int], turns: Sequence[tuple[str, str]], question: str, hf_tok,
+              card: str | None = None) -> list[int]:
+    """The ids the adapter was trained on (§7.3's form), for a live conversation: the image block,
+    optionally the catalog card, the earlier (question, answer) turns each closed by eos, then the new
+    question and "Guide:". Same token boundaries as :func:`encode_dialogue`."""
+    eos = [hf_tok.eos_token_id] if hf_tok.eos_token_id is not None else []
+    ids = list(image_ids)
+    if card:
+        ids += hf_tok(("\n" if ids else "") + f"Catalog card: {card}", add_special_tokens=False)["input_ids"]
+    for q, a in turns:
+        ids += hf_tok(("\n" if ids else "") + format_prompt(None, q), add_special_tokens=False)["input_ids"]
+        ids += answer_ids(a.strip(), hf_tok) + eos
+    return ids + hf_tok(("\n" if ids else "") + format_prompt(None, question), add_special_tokens=False)["input_ids"]
+
+
+def guide_ids_from_messages(messages: Sequence[dict], hf_tok) -> list[int]:
+    """A chat's messages (:func:`museumtok.llm.prompt.prefix_messages`: system with the card and the
+    image block, then user/assistant turns, then the question) in the adapter's §7.3 form (:func:`guide_ids`).
+    The persona is dropped: the adapter never saw it."""
+    from .prompt import CARD_PREFIX
+    from .vocab import IMAGE_END, IMAGE_START
+
+    system = " ".join(m["content"] for m in messages if m["role"] == "system")
+    a, b = system.find(IMAGE_START), system.find(IMAGE_END)
+    image = system[a:b + len(IMAGE_END)] if 0 <= a < b else ""
+    card = next((ln[len(CARD_PREFIX):] for ln in system.splitlines() if ln.startswith(CARD_PREFIX)), None)
+    chat = [m for m in messages if m["role"] in ("user", "assistant")]
+    if not chat or chat[-1]["role"] != "user":
+        raise ValueError("the last message must be the visitor's question")
+    turns = [(chat[i]["content"], chat[i + 1]["content"]) for i in range(0, len(chat) - 1, 2)
+             if chat[i]["role"] == "user" and chat[i + 1]["role"] == "assistant"]
+    image_ids = hf_tok(image, add_special_tokens=False)["input_ids"] if image else []
+    return guide_ids(image_ids, turns, chat[-1]["content"], hf_tok, card)
 
 
 def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -211,17 +286,22 @@ def save_adapter(directory: Path, pm, delta: ImageRowDelta, cfg: AdapterConfig) 
     return directory
 
 
+def read_adapter_config(directory: Path) -> AdapterConfig:
+    """The :class:`AdapterConfig` saved in ``directory/config.json``."""
+    d = json.loads((Path(directory) / "config.json").read_text())
+    d.pop("row_start", None)
+    d.pop("rows", None)
+    d["targets"] = tuple(d["targets"])
+    return AdapterConfig(**d)
+
+
 def load_adapter(directory: Path, model, hf_tok, vocab: ImageVocab | None = None):
     """Attach the saved adapter to a fresh base ``model``; returns (peft_model, delta, vocab, cfg)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    d = json.loads((directory / "config.json").read_text())
-    d.pop("row_start", None)
-    d.pop("rows", None)
-    d["targets"] = tuple(d["targets"])
-    cfg = AdapterConfig(**d)
+    cfg = read_adapter_config(directory)
     if vocab is None:
         vocab = ImageVocab.for_tokenizer(cfg.tokenizer, cfg.K)
     if not vocab.attached:

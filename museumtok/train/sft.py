@@ -23,6 +23,7 @@ from . import register_trainer
 class SFTConfig:
     tokenizer: str = "lloyd-patch-k1024"   # frozen image tokenizer (registry name)
     M: int = 64                            # image tokens per crop (short sequences on CPU)
+    init: str = "words"                    # image rows start as "mean" (HF default) or as each code's colour "words"
     r: int = 8                             # LoRA rank
     alpha: int = 16                        # LoRA alpha (scale alpha / r)
     lr: float = 5e-4                       # AdamW learning rate of the LoRA factors
@@ -75,7 +76,8 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     import museumtok
     from ..cards import markdown_table, write_model_card
     from ..llm.backend import TransformersBackend
-    from ..llm.sft import AdapterConfig, add_adapter, collate, encode_dialogue, save_adapter, sft_loss, trainable_parameters
+    from ..llm.sft import (AdapterConfig, add_adapter, code_words, collate, encode_dialogue, save_adapter, sft_loss,
+                           trainable_parameters, word_init_delta)
     from ..llm.sft_data import CATALOG_KINDS, PIXEL_KINDS, load_split
     from ..llm.vocab import ImageVocab
     from ..paths import CHECKPOINT_DIR
@@ -91,6 +93,10 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     vocab.attach(model, hf_tok)
     acfg = AdapterConfig(r=cfg.r, alpha=cfg.alpha, tokenizer=cfg.tokenizer, K=tok.K, M=cfg.M)
     pm, delta = add_adapter(model, vocab, acfg)
+    if cfg.init == "words":
+        word_init_delta(pm, delta, hf_tok, code_words(tok, cfg.M))
+    elif cfg.init != "mean":
+        raise ValueError(f"init must be 'mean' or 'words', got {cfg.init!r}")
 
     train_split = load_split("train")
     train_ex = make_examples(cfg, tok, "train", cfg.train_crops, PIXEL_KINDS + CATALOG_KINDS, rng, train_split)
@@ -152,6 +158,9 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
         summary=(f"LoRA adapter (r={cfg.r}, alpha={cfg.alpha}, q/k/v/o projections) plus a trainable delta on the "
                  f"{tok.K + 2} image-token embedding rows of SmolLM2-135M-Instruct, so that it reads "
                  f"`{cfg.tokenizer}` image tokens (M={cfg.M}); tokenizer and base weights frozen (§7.2–7.3). "
+                 + ("Image rows start as the embedding of each codeword's colour word (`--init words`: code k's "
+                    "decoded patch → its dominant palette colour → that word's embedding). " if cfg.init == "words"
+                    else "Image rows start as the mean embedding (`--init mean`). ") +
                  f"{n_train:,} trainable parameters. Load with `museumtok.llm.sft.load_adapter`."),
         data=(f"{sum(map(len, pool))} QA pairs in {len(pool)} dialogues from {cfg.train_crops} random crops (scale, crop, flip) of the "
               f"{len(train_split[0])} TRAIN-split artworks; answers computed from the pixels (dominant colour, "

@@ -10,4 +10,5 @@ for K in (256, 1024):
         target="museumtok.tokenizers.lloyd_patch:LloydPatchTokenizer",
         description=f"k-means (Lloyd-Max) codebook of {K} 8×8 RGB patches; no neural network",
         chapter="4.1", supported_M=M_P8, default_M=256, checkpoint=f"lloyd-patch-k{K}",
+        llm_adapter="sft-smollm2-lloyd-k1024" if K == 1024 else None,   # §7 adapter, used when bundled
     ))
