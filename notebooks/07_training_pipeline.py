@@ -42,8 +42,8 @@ import museumtok
 from museumtok.cards import markdown_table
 from museumtok.data.catalog import DataNotFound
 from museumtok.llm import sft_data as D
-from museumtok.llm.sft import (AdapterConfig, add_adapter, collate, encode_dialogue, prompt_ids, sft_loss,
-                               tiny_llama, trainable_parameters)
+from museumtok.llm.sft import (AdapterConfig, add_adapter, code_words, collate, encode_dialogue, prompt_ids,
+                               sft_loss, tiny_llama, trainable_parameters, word_init_delta)
 from museumtok.llm.vocab import ImageVocab
 from museumtok.paths import CHECKPOINT_DIR, fast_mode
 from museumtok.viz import interact_or_call
@@ -105,6 +105,14 @@ def show_crop(i=0):
 # The base LLM is frozen; `add_adapter` wraps it with LoRA (peft) and adds a delta ΔE on the
 # K + 2 new embedding rows. The loss is cross-entropy on the answer tokens only. One crop's
 # questions form one multi-turn dialogue (the image is paid for once).
+#
+# **Where the image rows start.** The usual choice for new tokens is the mean embedding (HF's
+# `mean_resizing`): every `<v_k>` then looks the same to the LLM, and a few CPU minutes of SFT cannot
+# teach it 1024 new words (the reference run in `docs/sft/` shows exactly that). museumtok starts each
+# row as the embedding of a word that describes the codeword: decode a grid of code k with the frozen
+# tokenizer, name its dominant palette colour (the same function that computes the answers), and copy
+# that word's embedding. Before any training the LLM reads an image as a list of colour words; SFT
+# refines it. The cell below checks that the hooked embedding of `<v_k>` is that word's embedding.
 
 # %%
 if FAST:
@@ -116,9 +124,19 @@ else:
 vocab = ImageVocab.for_tokenizer("lloyd-patch-k1024", tok.K)
 vocab.attach(model, hf_tok)
 pm, delta = add_adapter(model, vocab, AdapterConfig(r=8, alpha=16, K=tok.K, M=M))
+words = code_words(tok, M)                   # code k -> the palette name of its decoded patch
+word_init_delta(pm, delta, hf_tok, words)    # image row v_k starts as the embedding of that word
 n_train = sum(p.numel() for p in trainable_parameters(pm, delta))
 n_all = sum(p.numel() for p in pm.parameters())
 print(f"trainable {n_train:,} of {n_all:,} parameters ({n_train / n_all:.2%})")
+from collections import Counter
+print("codewords per colour word:", dict(Counter(words).most_common()))
+with torch.no_grad():
+    emb = pm.get_input_embeddings()
+    k = 7
+    row = emb(vocab.to_ids(torch.tensor([k]), delimiters=False).view(1, 1))[0, 0]
+    word = emb.weight[hf_tok(" " + words[k], add_special_tokens=False)["input_ids"]].mean(0)
+    assert torch.allclose(row, word, atol=1e-5), "image row must start as its colour word's embedding"
 
 dialogues = {}
 for e in examples:

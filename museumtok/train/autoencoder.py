@@ -13,6 +13,7 @@ and ``log.jsonl`` (both, one JSON object a line).
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 import json
 import math
 import random
@@ -32,6 +33,35 @@ from ..evaluate import image_metrics
 from ..metrics import codebook_stats
 
 STATE_DIR = "state"
+
+
+@dataclass
+class AutoencoderRunConfig:
+    """Optimisation, logging and checkpoint fields shared by the discrete-autoencoder trainers
+    (VQ-VAE, dVAE); each trainer's config adds its model fields."""
+
+    # optimisation
+    steps: int = 4000                            # optimizer steps (the lr and any other schedules span these)
+    batch_size: int = 16                         # crops per step
+    crop: int = 64                               # crop side S in pixels (64 px -> 8×8 tokens at f = 8)
+    max_zoom: float = 3.0                        # images are shrunk to a short side in [S, max_zoom·S] before cropping
+    lr: float = 1e-3                             # Adam peak learning rate
+    warmup: int = 100                            # linear warm-up steps
+    clip: float = 1.0                            # gradient-norm clip (0: none)
+    seed: int = 0                                # seeds the weights, the crops and any noise or restarts
+    threads: int = 1                             # torch CPU threads (1 on a shared machine)
+    max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
+    # logging, evaluation, checkpoints
+    log_every: int = 50                          # train_log.csv row every this many steps
+    eval_every: int = 250                        # held-out evaluation every this many steps
+    save_every: int = 250                        # resume state every this many steps
+    eval_set: str = "artworks-val"               # held-out set evaluated during training
+    eval_size: int = 128                         # its working size (128 px -> M = 256 at f = 8)
+    final_eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # for the card
+    resume: bool = True                          # continue from <run_dir>/state when it exists
+    run_dir: str | None = None                   # logs + resume state; default ~/.cache/museumtok/runs/<name>
+    out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
+    name: str | None = None                      # registry name; default <model>-f{f}-k{K}
 
 
 def model_kwargs(cfg, model_config_cls) -> dict:

@@ -9,7 +9,7 @@ Rerunning with the same ``--run-dir`` resumes from its saved state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +18,7 @@ from ..models.dvae import DVAE, DVAEConfig
 from ..quantize.gumbel import tau_schedule
 from ..tokenizers.dvae import DVAETokenizer
 from . import register_trainer
-from .autoencoder import model_kwargs, run_job
+from .autoencoder import AutoencoderRunConfig, model_kwargs, run_job
 
 
 def tau_at(step: int, steps: int, tau_start: float, tau_end: float, anneal: float, kind: str = "exponential") -> float:
@@ -27,7 +27,7 @@ def tau_at(step: int, steps: int, tau_start: float, tau_end: float, anneal: floa
 
 
 @dataclass
-class DVAETrainConfig:
+class DVAETrainConfig(AutoencoderRunConfig):
     # model (fields of museumtok.models.dvae.DVAEConfig)
     f: int = 8                                   # downsampling factor: S px -> (S/f)² tokens
     channels: tuple[int, ...] = (32, 64, 128, 128)  # widths at full res, 1/2, …, 1/f
@@ -40,28 +40,7 @@ class DVAETrainConfig:
     tau_end: float = 1 / 16                      # τ after annealing (DALL·E: 1/16)
     tau_anneal: float = 0.75                     # fraction of the steps over which τ is annealed
     tau_kind: str = "exponential"                # annealing curve: "exponential", "cosine" (DALL·E) or "linear"
-    # optimisation
     steps: int = 2400                            # optimizer steps (the lr and τ schedules span these)
-    batch_size: int = 16                         # crops per step
-    crop: int = 64                               # crop side S in pixels
-    max_zoom: float = 3.0                        # images are shrunk to a short side in [S, max_zoom·S] before cropping
-    lr: float = 1e-3                             # Adam peak learning rate
-    warmup: int = 100                            # linear warm-up steps
-    clip: float = 1.0                            # gradient-norm clip (0: none)
-    seed: int = 0                                # seeds the weights, the crops and the Gumbel noise
-    threads: int = 1                             # torch CPU threads (1 on a shared machine)
-    max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
-    # logging, evaluation, checkpoints
-    log_every: int = 50                          # train_log.csv row every this many steps
-    eval_every: int = 250                        # held-out evaluation every this many steps
-    save_every: int = 250                        # resume state every this many steps
-    eval_set: str = "artworks-val"               # held-out set evaluated during training
-    eval_size: int = 128                         # its working size (128 px -> M = 256 at f = 8)
-    final_eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # for the card
-    resume: bool = True                          # continue from <run_dir>/state when it exists
-    run_dir: str | None = None                   # logs + resume state; default ~/.cache/museumtok/runs/<name>
-    out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
-    name: str | None = None                      # registry name; default dvae-f{f}-k{K}
 
 
 @register_trainer("dvae", DVAETrainConfig, "DALL·E discrete VAE with Gumbel-softmax (§4.4)")

@@ -8,7 +8,7 @@ Rerunning with the same ``--run-dir`` resumes from its saved state (``--resume f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,11 +16,11 @@ import torch
 from ..models.vqvae import VQVAE, VQVAEConfig
 from ..tokenizers.vqvae import VQVAETokenizer
 from . import register_trainer
-from .autoencoder import model_kwargs, run_job
+from .autoencoder import AutoencoderRunConfig, model_kwargs, run_job
 
 
 @dataclass
-class VQVAETrainConfig:
+class VQVAETrainConfig(AutoencoderRunConfig):
     # model (fields of museumtok.models.vqvae.VQVAEConfig)
     f: int = 8                                   # downsampling factor: S px -> (S/f)² tokens
     channels: tuple[int, ...] = (32, 64, 128, 128)  # widths at full res, 1/2, …, 1/f
@@ -33,28 +33,7 @@ class VQVAETrainConfig:
     kmeans_init: bool = True                     # k-means initialisation on the first batch
     restart_dead_after: int = 50                 # restart codes unused for this many steps (0: never)
     cosine: bool = False                         # cosine-similarity lookup
-    # optimisation
     steps: int = 4000                            # optimizer steps (the lr schedule spans these)
-    batch_size: int = 16                         # crops per step
-    crop: int = 64                               # crop side S in pixels (64 px -> 8×8 tokens at f = 8)
-    max_zoom: float = 3.0                        # images are shrunk to a short side in [S, max_zoom·S] before cropping
-    lr: float = 1e-3                             # Adam peak learning rate
-    warmup: int = 100                            # linear warm-up steps
-    clip: float = 1.0                            # gradient-norm clip (0: none)
-    seed: int = 0                                # seeds the weights, the crops and every restart
-    threads: int = 1                             # torch CPU threads (1 on a shared machine)
-    max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
-    # logging, evaluation, checkpoints
-    log_every: int = 50                          # train_log.csv row every this many steps
-    eval_every: int = 250                        # held-out evaluation every this many steps
-    save_every: int = 250                        # resume state every this many steps
-    eval_set: str = "artworks-val"               # held-out set evaluated during training
-    eval_size: int = 128                         # its working size (128 px -> M = 256 at f = 8)
-    final_eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # for the card
-    resume: bool = True                          # continue from <run_dir>/state when it exists
-    run_dir: str | None = None                   # logs + resume state; default ~/.cache/museumtok/runs/<name>
-    out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
-    name: str | None = None                      # registry name; default vqvae-f{f}-k{K}
 
 
 @register_trainer("vqvae", VQVAETrainConfig, "VQ-VAE with an EMA codebook (§4.3)")
