@@ -12,33 +12,19 @@ A token is not tied to a patch: each one's ``box`` is the whole working crop, an
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from einops import rearrange
 
 from ..data.images import ImageLike
 from ..models.anym import AnyMAutoencoder
-from .base import Tokenizer, TokenizedImage
+from .base import ModelTokenizer, TokenizedImage
 
 
-class AnyMTokenizer(Tokenizer):
+class AnyMTokenizer(ModelTokenizer):
     """Wraps an :class:`AnyMAutoencoder`; M is any whole number from 1 to M_max."""
 
-    def __init__(self, model: AnyMAutoencoder):
-        self.model = model.eval()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "AnyMTokenizer":
-        """``config.json`` + ``model.safetensors`` from a checkpoint folder (never a pickle)."""
-        return cls(AnyMAutoencoder.from_pretrained(str(path), **kwargs))
-
-    def save_pretrained(self, path: str | Path) -> None:
-        self.model.save_pretrained(str(path))
-
-    def eval(self):
-        self.model.eval()
-        return self
+    model_cls = AnyMAutoencoder
 
     @property
     def K(self) -> int:

@@ -159,3 +159,24 @@ class Tokenizer(ABC):
 
     def bits_per_token(self) -> float:
         return math.log2(self.K)
+
+
+class ModelTokenizer(Tokenizer):
+    """A tokenizer that wraps one ``PyTorchModelHubMixin`` network (``model_cls``): loading, saving
+    (config.json + model.safetensors, never a pickle) and eval mode are the network's."""
+
+    model_cls: type = None
+
+    def __init__(self, model):
+        self.model = model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs):
+        return cls(cls.model_cls.from_pretrained(str(path), **kwargs))
+
+    def save_pretrained(self, path) -> None:
+        self.model.save_pretrained(str(path))
+
+    def eval(self):
+        self.model.eval()
+        return self

@@ -9,30 +9,17 @@ See :mod:`museumtok.models.multiscale` for the model. The token sequence is the 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
 from ..models.multiscale import MultiScaleAutoencoder
-from .base import Tokenizer
+from .base import ModelTokenizer
 
 
-class MultiScaleTokenizer(Tokenizer):
+class MultiScaleTokenizer(ModelTokenizer):
     """Wraps a :class:`MultiScaleAutoencoder`; M ∈ {coarse, coarse + fine} = {64, 320}."""
 
-    def __init__(self, model: MultiScaleAutoencoder):
-        self.model = model.eval()
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs) -> "MultiScaleTokenizer":
-        return cls(MultiScaleAutoencoder.from_pretrained(str(path), **kwargs))
-
-    def save_pretrained(self, path: str | Path) -> None:
-        self.model.save_pretrained(str(path))
-
-    def eval(self):
-        self.model.eval()
-        return self
+    model_cls = MultiScaleAutoencoder
 
     @property
     def n_coarse(self) -> int:
