@@ -340,7 +340,7 @@ def reconstruction_panel(original: torch.Tensor, reconstructions: dict, gap: int
 
 
 def tokenizer_reconstructions_png(path, tokenizers=("vqvae-f8-k1024", "vqgan-f8-k1024"), set_name: str = "kodak",
-                                  indices=(0, 4, 22), size: int = 128, scale: int = 2) -> Image.Image:
+                                  indices=(0, 4, 22), size: int = 96, scale: int = 2) -> Image.Image:
     """Save (and return) :func:`reconstruction_panel` of held-out images of ``set_name`` (centre squares at
     ``size`` px, the images at ``indices``) through each bundled VQ checkpoint's encode → decode.
 
