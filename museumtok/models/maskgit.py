@@ -19,7 +19,12 @@ Decoding (Alg. of §3.2): start with the positions to generate masked, and for t
 γ(1) = 0, so after T steps every position is filled: T forward passes instead of the N passes of
 raster-order autoregressive decoding (the causal variant below, ``causal=True``: a [BOS]=K token is
 prepended and position i attends to positions < i). Inpainting is decoding with the tokens outside a
-region given: only the region is masked, and step 3 keeps everything outside it unchanged.
+region given: only the region is masked, and step 3 keeps everything outside it unchanged. The causal
+variant inpaints in raster order from the tokens before each masked one only (``fill_autoregressive``).
+
+Likelihood (``chain_rule_log_probs``): exact for the causal variant (teacher forcing); for MaskGIT, the
+chain rule over a fixed reveal procedure — raster or confidence order one token per pass, or the T groups
+of the cosine schedule — each a proper distribution over grids (``museumtok.evaluate_generative``).
 """
 from __future__ import annotations
 

@@ -4,8 +4,11 @@ The tokenizer (``vqvae-f8-k1024`` by default) turns ``bank`` random training cro
 (crop/f)² token grids once; the transformer is then trained on those grids with the cosine mask
 schedule (or, ``--causal true``, as the left-to-right autoregressive baseline of the same size).
 
-    python -m museumtok train maskgit --steps 1500 --max-minutes 10                 # maskgit-vqvae-f8-k1024-g8
-    python -m museumtok train maskgit --causal true --steps 1500                      # ar-vqvae-f8-k1024-g8
+    python -m museumtok train maskgit --crop 64 --batch-size 32 --steps 1500 --max-minutes 10       # maskgit-vqvae-f8-k1024-g8
+    python -m museumtok train maskgit --causal true --crop 64 --batch-size 32 --steps 1500 --max-minutes 10  # ar-vqvae-f8-k1024-g8
+
+The quality comparison of the two (held-out bits/token, inpainting PSNR) is ``museumtok.evaluate_generative``
+(``benchmarks/maskgit_vs_ar_quality.py``).
 
 Held-out metric: cross-entropy (nats/token) on the token grids of ``eval_set`` crops, masked positions
 only at a fixed masking ratio of 50 % (MaskGIT) / all positions, teacher-forced (causal).
