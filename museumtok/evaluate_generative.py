@@ -107,15 +107,16 @@ def inpainting_rows(maskgit: MaskGIT, ar: MaskGIT, ae, x: torch.Tensor, k: torch
     region = box_region(k, box)                                  # (B, h, w)
     recon = ae.decode_indices(k)                                 # the tokenizer's own reconstruction
     n_box = box[2] * box[3]
-    runs = [(f"MaskGIT T={steps} (τ_t = max(0.1, 0.9^t))", maskgit, {"steps": steps}),
-            (f"MaskGIT T={n_box} (1 token / pass)", maskgit, {"steps": n_box}),
+    runs = [(f"MaskGIT T={steps}, sampled (τ_t = max(0.1, 0.9^t))", maskgit, {"steps": steps}),
+            (f"MaskGIT T={steps}, greedy", maskgit, {"steps": steps, "greedy": True}),
+            (f"MaskGIT T={n_box} (1 token / pass), sampled", maskgit, {"steps": n_box}),
             ("AR raster, sampled τ = 1", ar, {"temperature": 1.0}),
             ("AR raster, greedy", ar, {"greedy": True})]
     rows = [{"decoder": "tokenizer reconstruction (true tokens)", "psnr_vs_original_db": fmt(mean_se(
         box_psnr(recon, x, box_px))), "psnr_vs_reconstruction_db": "—", "token_accuracy": "1", "forward_passes": 0,
         "wall_s": "—"}]
     for name, model, kw in runs:
-        if "greedy" not in kw:
+        if not kw.get("greedy"):
             kw = {**kw, "generator": torch.Generator().manual_seed(seed)}
         filled, passes, wall = _timed(model, lambda: model.inpaint(k, box, **kw))
         if not torch.equal(filled[~region], k[~region]):

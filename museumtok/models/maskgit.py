@@ -174,10 +174,12 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, masked: torch.Tensor | None = None, steps: int = 8,
                tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1, choice_temperature: float = 0.0,
-               generator: torch.Generator | None = None, history: list | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, history: list | None = None,
+               greedy: bool = False) -> torch.Tensor:
         """Iterative parallel decoding (MaskGIT). tokens (B, h, w) or (B, N); ``masked`` (same shape, bool)
         marks the positions to generate (default: those equal to [MASK]). Positions not masked are never
         changed. ``history`` (a list) receives a (B, N) copy of the grid after each step (−1 = still masked).
+        ``greedy``: take the most probable code instead of sampling (τ → 0; confidence = its probability).
         """
         if self.config.causal:
             raise ValueError("decode() is the MaskGIT sampler; use generate_autoregressive() for causal=True")
@@ -194,7 +196,10 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
             logits = self(k)                                     # (B, N, K)
             tau = temperature_at(t, tau0, alpha, tau_min)
             probs = F.softmax(logits / tau, -1)
-            sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
+            if greedy:
+                sampled = probs.argmax(-1)                        # (B, N)
+            else:
+                sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
             conf = torch.gather(probs, -1, sampled[..., None])[..., 0].log()  # (B, N) log p of the sample
             if choice_temperature > 0:
                 g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp_min(1e-20)))
