@@ -144,9 +144,14 @@ def test_comparison_rows_on_tiny_models():
     assert rows[0]["token_accuracy"] == "1"
     passes = {r["decoder"]: r["forward_passes"] for r in rows}
     assert list(passes.values()) == [0, 2, 2, 4, 4, 4]
+    assert rows[1]["delta_vs_first_db"] == "0"                            # the paired Δ is to the first decoder
     for r in rows[1:]:
         acc = float(r["token_accuracy"].split(" ± ")[0])
         assert 0.0 <= acc <= 1.0
+    for r in rows[2:]:                                                    # Δ = difference of the means (paired)
+        d = float(r["delta_vs_first_db"].split(" ± ")[0])
+        assert d == pytest.approx(float(r["psnr_vs_original_db"].split(" ± ")[0])
+                                  - float(rows[1]["psnr_vs_original_db"].split(" ± ")[0]), abs=0.011)
     text = markdown({"toy": {"grids": 6, "likelihood": likelihood_rows(mg, ar, k, 4), "inpainting": rows}},
                     ComparisonConfig(crop=8, size=16, box=(1, 1, 2, 2)))
     assert "toy" in text and "bits_per_token" in text and "psnr_vs_original_db" in text
