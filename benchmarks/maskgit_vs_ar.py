@@ -7,7 +7,7 @@ Two transformers of the same size (``museumtok.models.maskgit.MaskGIT``: the bid
 * autoregressive: N = h·w forward passes, one token each (no KV cache in either model).
 
 Prints the number of forward passes and the median wall time of each, and the ratio AR / MaskGIT.
-Weights are random: this measures cost, not quality (quality needs trained checkpoints).
+Weights are random: this measures cost, not quality (``maskgit_vs_ar_quality.py`` compares the trained checkpoints).
 
     OMP_NUM_THREADS=1 python benchmarks/maskgit_vs_ar.py [--grid 16] [--steps 8] [--repeats 3] [--device cpu|cuda]
 """

@@ -312,3 +312,53 @@ def partial_tokens_image(decode_indices, k: torch.Tensor, f: int, grey: float = 
     m = masked.repeat_interleave(f, 0).repeat_interleave(f, 1)     # (f·h, f·w)
     x[:, m] = grey
     return x
+
+
+def reconstruction_panel(original: torch.Tensor, reconstructions: dict, gap: int = 4, scale: int = 1,
+                         label_height: int = 14) -> Image.Image:
+    """Originals and their reconstructions side by side: one row per image, one titled column per model.
+
+    original (n, 3, H, W) in [0, 1]; ``reconstructions`` maps a column title to an (n, 3, H, W) tensor.
+    Nearest-neighbour upscaling by ``scale`` (pixels stay pixels). Returns a PIL image on white.
+    """
+    from PIL import ImageDraw
+
+    cols = [("original", original)] + list(reconstructions.items())
+    n, _, H, W = original.shape
+    h, w = H * scale, W * scale
+    canvas = Image.new("RGB", (len(cols) * (w + gap) - gap, label_height + n * (h + gap) - gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, (title, xs) in enumerate(cols):
+        if tuple(xs.shape) != tuple(original.shape):
+            raise ValueError(f"{title}: shape {tuple(xs.shape)} != original {tuple(original.shape)}")
+        draw.text((j * (w + gap) + 2, 1), title, fill="black")
+        for i in range(n):
+            arr = (xs[i].detach().clamp(0, 1).permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+            tile = Image.fromarray(arr).resize((w, h), Image.NEAREST)
+            canvas.paste(tile, (j * (w + gap), label_height + i * (h + gap)))
+    return canvas
+
+
+def tokenizer_reconstructions_png(path, tokenizers=("vqvae-f8-k1024", "vqgan-f8-k1024"), set_name: str = "kodak",
+                                  indices=(0, 4, 22), size: int = 96, scale: int = 2) -> Image.Image:
+    """Save (and return) :func:`reconstruction_panel` of held-out images of ``set_name`` (centre squares at
+    ``size`` px, the images at ``indices``) through each bundled VQ checkpoint's encode → decode.
+
+        python -c "from museumtok.viz import tokenizer_reconstructions_png as f; f('docs/vqgan/reconstructions_kodak.png')"
+    """
+    from pathlib import Path
+
+    from .data.dataset import eval_batch
+    from .train.maskgit import load_tokenizer_model
+
+    x, _ = eval_batch(set_name, size, limit=max(indices) + 1)
+    x = x[list(indices)]                                            # (n, 3, size, size)
+    recons = {}
+    with torch.no_grad():
+        for name in tokenizers:
+            ae = load_tokenizer_model(name)
+            recons[name] = ae.decode_indices(ae.encode_indices(x))
+    img = reconstruction_panel(x, recons, scale=scale)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, optimize=True)
+    return img

@@ -19,7 +19,12 @@ Decoding (Alg. of §3.2): start with the positions to generate masked, and for t
 γ(1) = 0, so after T steps every position is filled: T forward passes instead of the N passes of
 raster-order autoregressive decoding (the causal variant below, ``causal=True``: a [BOS]=K token is
 prepended and position i attends to positions < i). Inpainting is decoding with the tokens outside a
-region given: only the region is masked, and step 3 keeps everything outside it unchanged.
+region given: only the region is masked, and step 3 keeps everything outside it unchanged. The causal
+variant inpaints in raster order from the tokens before each masked one only (``fill_autoregressive``).
+
+Likelihood (``chain_rule_log_probs``): exact for the causal variant (teacher forcing); for MaskGIT, the
+chain rule over a fixed reveal procedure — raster or confidence order one token per pass, or the T groups
+of the cosine schedule — each a proper distribution over grids (``museumtok.evaluate_generative``).
 """
 from __future__ import annotations
 
@@ -169,10 +174,12 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, masked: torch.Tensor | None = None, steps: int = 8,
                tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1, choice_temperature: float = 0.0,
-               generator: torch.Generator | None = None, history: list | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, history: list | None = None,
+               greedy: bool = False) -> torch.Tensor:
         """Iterative parallel decoding (MaskGIT). tokens (B, h, w) or (B, N); ``masked`` (same shape, bool)
         marks the positions to generate (default: those equal to [MASK]). Positions not masked are never
         changed. ``history`` (a list) receives a (B, N) copy of the grid after each step (−1 = still masked).
+        ``greedy``: take the most probable code instead of sampling (τ → 0; confidence = its probability).
         """
         if self.config.causal:
             raise ValueError("decode() is the MaskGIT sampler; use generate_autoregressive() for causal=True")
@@ -189,7 +196,10 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
             logits = self(k)                                     # (B, N, K)
             tau = temperature_at(t, tau0, alpha, tau_min)
             probs = F.softmax(logits / tau, -1)
-            sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
+            if greedy:
+                sampled = probs.argmax(-1)                        # (B, N)
+            else:
+                sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
             conf = torch.gather(probs, -1, sampled[..., None])[..., 0].log()  # (B, N) log p of the sample
             if choice_temperature > 0:
                 g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp_min(1e-20)))
@@ -212,17 +222,95 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     def inpaint(self, tokens: torch.Tensor, box: tuple[int, int, int, int], **kw) -> torch.Tensor:
         """Regenerate the tokens inside ``box`` = (top, left, height, width) in token units; keep the rest.
 
-        tokens (B, h, w) -> (B, h, w).
+        tokens (B, h, w) -> (B, h, w). MaskGIT: :meth:`decode` with the box masked (``kw``: its schedule);
+        causal: :meth:`fill_autoregressive` (``kw``: ``temperature``, ``greedy``, ``generator``).
         """
-        if tokens.ndim != 3:
-            raise ValueError(f"inpaint expects a (B, h, w) token grid, got shape {tuple(tokens.shape)}")
-        top, left, hh, ww = box
-        B, h, w = tokens.shape
-        if not (0 <= top < h and 0 <= left < w and hh > 0 and ww > 0):
-            raise ValueError(f"box {box} is outside the {h}×{w} token grid")
-        region = torch.zeros(B, h, w, dtype=torch.bool, device=tokens.device)
-        region[:, top:top + hh, left:left + ww] = True
+        region = box_region(tokens, box)
+        if self.config.causal:
+            return self.fill_autoregressive(tokens, region, **kw)
         return self.decode(tokens, region, **kw)
+
+    @torch.no_grad()
+    def fill_autoregressive(self, tokens: torch.Tensor, masked: torch.Tensor, temperature: float = 1.0,
+                            greedy: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Inpainting with the causal variant: the ``masked`` positions are drawn in raster order, each from
+        p(k_i | k_<i) — the known tokens *before* i and the ones already drawn; a left-to-right prior cannot
+        see the known tokens after i. Unmasked positions are kept. One forward pass per raster index that
+        holds a masked position in any sample (no KV cache). tokens, masked (B, h, w) or (B, N) -> same shape.
+        """
+        if not self.config.causal:
+            raise ValueError("fill_autoregressive() needs a causal=True model; MaskGIT inpaints with decode()")
+        shape = tokens.shape
+        k = tokens.reshape(shape[0], -1).long().clone()          # (B, N)
+        m = masked.reshape(k.shape).bool()
+        B, N = k.shape
+        bos = torch.full((B, 1), self.mask_id, dtype=torch.long, device=k.device)
+        was = self.training
+        self.eval()
+        for i in torch.nonzero(m.any(0)).flatten().tolist():
+            logits = self(torch.cat([bos, k[:, :-1]], 1))[:, i]  # (B, K): p(k_i | k_<i)
+            if greedy:
+                draw = logits.argmax(-1)
+            else:
+                draw = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=generator)[:, 0]
+            k[:, i] = torch.where(m[:, i], draw, k[:, i])
+        self.train(was)
+        return k.view(shape)
+
+    # ---- likelihood ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def chain_rule_log_probs(self, tokens: torch.Tensor, order: str = "raster",
+                             steps: int | None = None) -> torch.Tensor:
+        """log p(k_i | revealed context) of every true token, so that the row sum is log p(k). (B, h, w) or
+        (B, N) -> (B, N) natural-log probabilities, in raster index order.
+
+        Causal: the exact chain rule with teacher forcing, log p(k) = Σ_i log p(k_i | k_<i), one pass.
+
+        MaskGIT: its conditionals turned into a proper likelihood by revealing the true tokens in a fixed
+        procedure, starting from the all-[MASK] grid (what an order-agnostic autoregressive model does,
+        Uria et al., "A deep and tractable density estimator", ICML 2014; Hoogeboom et al., ARDMs, ICLR 2022):
+
+        * ``order="raster"``: reveal one token at a time in raster order, everything after it masked:
+          Σ_i log p(k_i | k_<i, [MASK]…) — N passes;
+        * ``order="confidence"``: MaskGIT's own order: at each step reveal the still-masked position whose
+          predicted distribution is most confident (largest max_k p), chosen from the context only, never
+          from the true token, so the product still sums to 1 over all grids — N passes;
+        * ``steps=T``: reveal in T groups of the decoder's cosine schedule (:func:`masked_counts`), the
+          tokens of a group scored independently given the context: the likelihood of the T-pass parallel
+          sampler itself (with that order, greedy-confidence or raster) — T passes.
+        """
+        k = tokens.reshape(tokens.shape[0], -1).long()           # (B, N)
+        B, N = k.shape
+        was = self.training
+        self.eval()
+        try:
+            if self.config.causal:
+                if order != "raster" or steps is not None:
+                    raise ValueError("the causal model's likelihood is the raster-order chain rule (order='raster')")
+                bos = torch.full((B, 1), self.mask_id, dtype=torch.long, device=k.device)
+                logp = F.log_softmax(self(torch.cat([bos, k[:, :-1]], 1)), -1)     # (B, N, K)
+                return logp.gather(-1, k[..., None])[..., 0]
+            if order not in ("raster", "confidence"):
+                raise ValueError(f"order must be 'raster' or 'confidence', got {order!r}")
+            left = masked_counts(N, steps) if steps else list(range(N - 1, -1, -1))  # still masked after each step
+            out = torch.zeros(B, N, device=k.device)
+            hidden = torch.ones(B, N, dtype=torch.bool, device=k.device)          # True = still [MASK]
+            idx = torch.arange(N, device=k.device).expand(B, N)
+            for n_left in left:
+                n_reveal = int(hidden[0].sum()) - n_left
+                logp = F.log_softmax(self(torch.where(hidden, torch.full_like(k, self.mask_id), k)), -1)
+                if order == "raster":
+                    score = -idx.float()                                           # earliest first
+                else:
+                    score = logp.max(-1).values                                    # most confident first
+                score = torch.where(hidden, score, torch.full_like(score, float("-inf")))
+                pick = score.topk(n_reveal, 1).indices                             # (B, n_reveal)
+                reveal = torch.zeros_like(hidden).scatter_(1, pick, True)
+                out = torch.where(reveal, logp.gather(-1, k[..., None])[..., 0], out)
+                hidden &= ~reveal
+            return out
+        finally:
+            self.train(was)
 
     @torch.no_grad()
     def generate_autoregressive(self, B: int = 1, temperature: float = 1.0,
@@ -242,3 +330,16 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
                 seq[:, i + 1] = out[:, i]
         self.train(was)
         return out.view(B, *self.config.grid)
+
+
+def box_region(tokens: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """(B, h, w) bool, True inside ``box`` = (top, left, height, width) in token units."""
+    if tokens.ndim != 3:
+        raise ValueError(f"inpaint expects a (B, h, w) token grid, got shape {tuple(tokens.shape)}")
+    top, left, hh, ww = box
+    B, h, w = tokens.shape
+    if not (0 <= top < h and 0 <= left < w and hh > 0 and ww > 0):
+        raise ValueError(f"box {box} is outside the {h}×{w} token grid")
+    region = torch.zeros(B, h, w, dtype=torch.bool, device=tokens.device)
+    region[:, top:top + hh, left:left + ww] = True
+    return region

@@ -4,8 +4,11 @@ The tokenizer (``vqvae-f8-k1024`` by default) turns ``bank`` random training cro
 (crop/f)² token grids once; the transformer is then trained on those grids with the cosine mask
 schedule (or, ``--causal true``, as the left-to-right autoregressive baseline of the same size).
 
-    python -m museumtok train maskgit --steps 1500 --max-minutes 10                 # maskgit-vqvae-f8-k1024-g8
-    python -m museumtok train maskgit --causal true --steps 1500                      # ar-vqvae-f8-k1024-g8
+    python -m museumtok train maskgit --crop 64 --batch-size 32 --steps 1500 --max-minutes 10       # maskgit-vqvae-f8-k1024-g8
+    python -m museumtok train maskgit --causal true --crop 64 --batch-size 32 --steps 1500 --max-minutes 10  # ar-vqvae-f8-k1024-g8
+
+The quality comparison of the two (held-out bits/token, inpainting PSNR) is ``museumtok.evaluate_generative``
+(``benchmarks/maskgit_vs_ar_quality.py``).
 
 Held-out metric: cross-entropy (nats/token) on the token grids of ``eval_set`` crops, masked positions
 only at a fixed masking ratio of 50 % (MaskGIT) / all positions, teacher-forced (causal).
@@ -44,6 +47,8 @@ class MaskGITTrainConfig:
     seed: int = 0                                # crops, masks and weights
     threads: int = 1                             # torch CPU threads
     max_minutes: float = 10.0                    # wall-time cap (0: none)
+    stop_after: int = 0                          # stop after this many steps, lr schedule still over `steps`
+                                                 # (0: never); matches another run's step count exactly
     log_every: int = 50                          # train_log row every this many steps
     eval_every: int = 250                        # held-out cross-entropy every this many steps
     eval_set: str = "artworks-val"               # held-out images, cropped to `crop` px tiles
@@ -136,6 +141,9 @@ def train(cfg: MaskGITTrainConfig, command: str = "museumtok train maskgit") -> 
     while step < cfg.steps:
         if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
             stopped_by = "wall time"
+            break
+        if cfg.stop_after and step >= cfg.stop_after:
+            stopped_by = f"stop_after={cfg.stop_after}"
             break
         for grp in opt.param_groups:
             grp["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
