@@ -313,3 +313,39 @@ def test_backend_switches_the_adapter_with_the_tokenizer(tiny, tmp_path):
     b2 = TransformersBackend(_fresh(tiny)[0], hf_tok, name="some-other-llm")
     b2.attach_vocab(ImageVocab.for_tokenizer("fake", 16), adapter=tmp_path)
     assert not b2.adapter_active and "trained for `tiny`" in b2.adapter_status
+
+
+def test_chat_uses_the_bundled_adapter_for_its_tokenizer():
+    """End to end: the app's chat session with the embedded LLM switches the bundled adapter on for
+    lloyd-patch-k1024 (answers in the trained form) and off for another tokenizer."""
+    import museumtok
+    from museumtok import registry
+    from museumtok.llm.backend import TransformersBackend, embedded_is_cached
+    from museumtok.llm.chat import ChatSession
+
+    entry = registry.get("lloyd-patch-k1024")
+    if entry.adapter_path is None:
+        pytest.skip("no bundled SFT adapter")
+    if not embedded_is_cached():
+        pytest.skip("the embedded SmolLM2 is not converted yet")
+    torch.set_num_threads(1)
+    b = TransformersBackend.embedded()
+    s = ChatSession(b)
+    tok = museumtok.load("lloyd-patch-k1024")
+    from PIL import Image
+
+    white = Image.new("RGB", (64, 64), (242, 242, 242))
+    s.set_image(tok, white, 64)
+    assert b.adapter_active and entry.adapter_path.name in b.adapter_status
+    ids = b.encode_messages(s.messages_for("Is this detail bright or dark?", s.plan("x")))
+    assert b.tokenizer.decode(ids[-6:]).endswith("Guide:")              # §7.3 form, no chat template
+    answer = "".join(s.ask("Is this detail bright or dark?")).strip()
+    assert answer == "bright", answer                                   # reads the tokens, in the trained form
+    for rgb, colour, light in (((15, 15, 15), "black", "dark"), ((51, 89, 178), "blue", None)):
+        s.set_image(tok, Image.new("RGB", (64, 64), rgb), 64)              # solid palette colours
+        assert "".join(s.ask("What is the dominant colour of this detail?")).strip() == colour
+        if light:
+            assert "".join(s.ask("Is this detail bright or dark?")).strip() == light
+    s.set_image(museumtok.load("lloyd-patch-k256"), white, 64)          # a tokenizer without an adapter
+    assert not b.adapter_active
+    assert "<|im_start|>" in b.tokenizer.decode(b.encode_messages(s.messages_for("Hi", s.plan("Hi"))))

@@ -194,3 +194,27 @@ def evaluate_adapter(directory: Path, eval_crops: int = 30, seed: int = 1) -> li
     cfg = SFTConfig(tokenizer=acfg.tokenizer, M=acfg.M)
     test_ex = make_examples(cfg, tok, "test", eval_crops, PIXEL_KINDS, random.Random(seed))
     return evaluate(pm, b.tokenizer, vocab, test_ex, [], [], [], seed)
+
+
+def evaluate_untrained(init: str = "words", tokenizer: str = "lloyd-patch-k1024", M: int = 64, eval_crops: int = 30,
+                       seed: int = 1) -> list[dict]:
+    """The same held-out ablation for the base LLM with image rows initialised but nothing trained
+    (LoRA factors B = 0, ΔE = the init): how much of the adapter's score the initialisation alone gives."""
+    import museumtok
+    from ..llm.backend import TransformersBackend
+    from ..llm.sft import AdapterConfig, add_adapter, code_words, word_init_delta
+    from ..llm.sft_data import PIXEL_KINDS
+    from ..llm.vocab import ImageVocab
+
+    tok = museumtok.load(tokenizer)
+    b = TransformersBackend.embedded()
+    vocab = ImageVocab.for_tokenizer(tokenizer, tok.K)
+    vocab.attach(b.model, b.tokenizer)
+    pm, delta = add_adapter(b.model, vocab, AdapterConfig(tokenizer=tokenizer, K=tok.K, M=M))
+    if init == "words":
+        word_init_delta(pm, delta, b.tokenizer, code_words(tok, M))
+    elif init != "mean":
+        raise ValueError(f"init must be 'mean' or 'words', got {init!r}")
+    cfg = SFTConfig(tokenizer=tokenizer, M=M)
+    test_ex = make_examples(cfg, tok, "test", eval_crops, PIXEL_KINDS, random.Random(seed))
+    return evaluate(pm, b.tokenizer, vocab, test_ex, [], [], [], seed=0)
