@@ -50,8 +50,10 @@ def write_model_card(
     command: str,
     extra: str = "",
     hw: str | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``README.md`` (the card) and ``training.json`` (the same facts, machine-readable)."""
+    """Write ``README.md`` (the card) and ``training.json`` (the same facts, machine-readable;
+    ``facts`` adds trainer-specific fields to it, e.g. the lineage of a fine-tuned checkpoint)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     hw = hw or hardware()
@@ -75,6 +77,6 @@ def write_model_card(
     (directory / "README.md").write_text(text, encoding="utf-8")
     (directory / "training.json").write_text(json.dumps({
         "name": name, "data": data, "steps": steps, "wall_time_s": wall_time_s, "hardware": hw,
-        "command": command, "metrics": metrics,
+        "command": command, "metrics": metrics, **(facts or {}),
     }, indent=2), encoding="utf-8")
     return directory / "README.md"

@@ -97,3 +97,20 @@ def test_small_rd_run_writes_json_html_png(tmp_path, data_available):
     paths = write_rd(res, tmp_path)
     assert [p.suffix for p in paths] == [".json", ".html", ".png"] and all(p.stat().st_size > 0 for p in paths)
     assert json.loads(paths[0].read_text())["curves"]["tiny"]["points"][0]["bytes"] > 0
+
+
+def test_psnr_gain_at_rate_reads_a_single_point_against_a_curve():
+    from museumtok.rd import psnr_gain_at_rate, summary_table
+
+    # JPEG-like anchor on a line in log-rate (PCHIP reproduces it exactly); one learned point 1.5 dB above it
+    rates = np.geomspace(0.1, 2.0, 8)
+    res = {"curves": {"jpeg": {"kind": "classical", "points": [{"bpp": r, "psnr": 30 + 10 * math.log10(r)} for r in rates]}}}
+    p = {"bpp": 0.3, "psnr": 30 + 10 * math.log10(0.3) + 1.5, "ms_ssim": 0.9, "encode_ms": 1.0, "decode_ms": 2.0,
+         "params": {"codec": "context-q3", "lmbda": 0.0067}}
+    res["curves"]["context"] = {"kind": "learned", "points": [p]}
+    assert psnr_gain_at_rate(res, "jpeg", p["bpp"], p["psnr"]) == pytest.approx(1.5, abs=1e-9)
+    assert psnr_gain_at_rate(res, "jpeg", 5.0, 40.0) is None          # outside the anchor's rates
+    assert psnr_gain_at_rate(res, "webp", 0.3, 30.0) is None          # no such curve
+    (row,) = summary_table(res)
+    assert row["codec"] == "context-q3" and row["Δ dB vs jpeg"] == pytest.approx(1.5, abs=1e-9)
+    assert row["dec ms"] == 2.0
