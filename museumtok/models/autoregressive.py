@@ -25,7 +25,7 @@ from torch import nn
 from ..entropy import EntropyBottleneck, GaussianConditional, quantize
 from ..entropy.coding import TableDecoder, TableEncoder
 from .codec_base import LearnedCodec, bits_per_pixel_map, float64_copy
-from .layers import GDN, conv, deconv
+from .layers import conv, deconv, analysis_transform, synthesis_transform
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -57,9 +57,8 @@ class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
     def __init__(self, N: int = 64, M: int = 96, lmbda: float = 0.0067):
         super().__init__()
         self.cfg = ContextConfig(int(N), int(M), float(lmbda))
-        self.g_a = nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-        self.g_s = nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-                                 deconv(N, N), GDN(N, inverse=True), deconv(N, 3))
+        self.g_a = analysis_transform(N, M)                      # (B, 3, H, W) -> (B, M, H/16, W/16)
+        self.g_s = synthesis_transform(N, M)                     # (B, M, H/16, W/16) -> (B, 3, H, W)
         self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(), conv(N, N), nn.LeakyReLU(), conv(N, N))
         self.h_s = nn.Sequential(deconv(N, M), nn.LeakyReLU(), deconv(M, M * 3 // 2), nn.LeakyReLU(),
                                  conv(M * 3 // 2, 2 * M, 3, 1))

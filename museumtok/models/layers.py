@@ -246,3 +246,15 @@ def conv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def deconv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+
+def analysis_transform(N: int, M: int) -> nn.Sequential:
+    """g_a of Ballé et al. 2017/2018: four stride-2 5×5 convolutions with GDN, (B, 3, H, W) -> (B, M, H/16, W/16)."""
+    return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
+
+
+def synthesis_transform(N: int, M: int) -> nn.Sequential:
+    """g_s: the mirror of :func:`analysis_transform` with inverse GDN, (B, M, h, w) -> (B, 3, 16h, 16w)."""
+    return nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+                         deconv(N, N), GDN(N, inverse=True), deconv(N, 3))
