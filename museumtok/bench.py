@@ -563,6 +563,22 @@ def update_readme(path: Path, table: str) -> bool:
     return True
 
 
+def _rd_groups(doc: dict, s: str) -> list[tuple[str, object, list[dict], bool]]:
+    """One set's rows with a PSNR, grouped as the RD plots draw them: (name, tag, rows by bpp, sweep?);
+    a quality sweep is grouped by working size, the rest by setting kind."""
+    groups: dict[tuple, list] = {}
+    for r in doc["rows"]:
+        if r["set"] != s or r.get("psnr") is None:
+            continue
+        g = (r["name"], r["size"]) if r.get("setting_kind") == "quality" else (r["name"], r.get("setting_kind"))
+        groups.setdefault(g, []).append(r)
+    out = []
+    for (name, tag), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r["bpp"])
+        out.append((name, tag, rs, rs[0].get("setting_kind") == "quality"))
+    return out
+
+
 def rd_figure(doc: dict):
     """bpp against PSNR per set: tokenizers as markers, codecs at tokenizer budgets, codec sweeps as lines."""
     import plotly.graph_objects as go
@@ -572,14 +588,7 @@ def rd_figure(doc: dict):
     fig = make_subplots(rows=1, cols=max(1, len(sets)), subplot_titles=sets, shared_yaxes=True)
     symbols = ["circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon"]
     for c, s in enumerate(sets, 1):
-        rows = [r for r in doc["rows"] if r["set"] == s and r.get("psnr") is not None]
-        groups: dict[tuple, list] = {}
-        for r in rows:
-            g = (r["name"], r["size"]) if r.get("setting_kind") == "quality" else (r["name"], r.get("setting_kind"))
-            groups.setdefault(g, []).append(r)
-        for i, ((name, tag), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
-            rs = sorted(rs, key=lambda r: r["bpp"])
-            sweep = rs[0].get("setting_kind") == "quality"
+        for i, (name, tag, rs, sweep) in enumerate(_rd_groups(doc, s)):
             label = f"{name} sweep {tag} px" if sweep else (name if tag == "tokens" else f"{name} at token bits")
             fig.add_trace(go.Scatter(
                 x=[r["bpp"] for r in rs], y=[r["psnr"] for r in rs], name=label, legendgroup=label, showlegend=c == 1,
@@ -625,14 +634,9 @@ def _matplotlib_png(doc: dict, path: Path) -> None:
     colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
     dashes = {}
     for ax, s in zip(axes[0], sets):
-        rows = [r for r in doc["rows"] if r["set"] == s and r.get("psnr") is not None]
-        groups: dict[tuple, list] = {}
-        for r in rows:
-            g = (r["name"], r["size"]) if r.get("setting_kind") == "quality" else (r["name"], r.get("setting_kind"))
-            groups.setdefault(g, []).append(r)
-        for i, ((name, tag), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
-            rs = sorted(rs, key=lambda r: r["bpp"])
-            sweep = rs[0].get("setting_kind") == "quality"
+        groups = _rd_groups(doc, s)
+        rows = [r for _, _, rs, _ in groups for r in rs]
+        for i, (name, tag, rs, sweep) in enumerate(groups):
             label = f"{name} sweep {tag}px" if sweep else (name if tag == "tokens" else f"{name} at token bits")
             ls = dashes.setdefault(tag, [":", "--", "-.", "-"][len(dashes) % 4]) if sweep else "none"
             ax.plot([r["bpp"] for r in rs], [r["psnr"] for r in rs], ls=ls, color=colour[name],
