@@ -349,3 +349,18 @@ def test_chat_uses_the_bundled_adapter_for_its_tokenizer():
     s.set_image(museumtok.load("lloyd-patch-k256"), white, 64)          # a tokenizer without an adapter
     assert not b.adapter_active
     assert "<|im_start|>" in b.tokenizer.decode(b.encode_messages(s.messages_for("Hi", s.plan("Hi"))))
+
+
+def test_adapter_folder_names_and_lookup(tmp_path, monkeypatch):
+    from museumtok.llm import chat
+    from museumtok.llm.sft import adapter_name
+
+    assert adapter_name("smollm2-135m-instruct", "lloyd-patch-k1024") == "sft-smollm2-lloyd-k1024"
+    assert adapter_name("HuggingFaceTB/SmolLM2-1.7B-Instruct", "vqvae-f8-k1024") == \
+        "sft-huggingfacetb-smollm2-1.7b-instruct-vqvae-f8-k1024"
+    monkeypatch.setattr("museumtok.paths.CHECKPOINT_DIR", tmp_path)
+    assert chat.adapter_for("vqvae-f8-k1024", "my/LLM") is None              # none trained for it
+    (tmp_path / "sft-my-llm-vqvae-f8-k1024").mkdir()
+    (tmp_path / "sft-my-llm-vqvae-f8-k1024" / "config.json").write_text("{}")
+    assert chat.adapter_for("vqvae-f8-k1024", "my/LLM") == tmp_path / "sft-my-llm-vqvae-f8-k1024"
+    assert chat.adapter_for("no-such-tokenizer") is None

@@ -37,10 +37,17 @@ class TurnRecord:
     error: str | None = None
 
 
-def adapter_for(tokenizer_name: str):
-    """The bundled §7 SFT adapter folder for a registry tokenizer, or None (unknown name, none bundled)."""
+def adapter_for(tokenizer_name: str, llm_name: str | None = None):
+    """The §7 SFT adapter folder for a tokenizer (and LLM), or None: ``data/checkpoints/<adapter_name>``
+    when one was trained for this LLM, else the registry's bundled one (the backend checks its base)."""
     from .. import registry
+    from ..paths import CHECKPOINT_DIR
+    from .sft import adapter_name
 
+    if llm_name:
+        p = CHECKPOINT_DIR / adapter_name(llm_name, tokenizer_name)
+        if (p / "config.json").is_file():
+            return p
     try:
         return registry.get(tokenizer_name).adapter_path
     except KeyError:
@@ -83,7 +90,8 @@ class ChatSession:
         self._by_M = {t.M: t}
         self.vocab = ImageVocab.for_tokenizer(t.tokenizer, t.K)
         if self.backend.adds_image_tokens:
-            self.backend.attach_vocab(self.vocab, adapter=adapter_for(t.tokenizer) if self.use_adapter else None)
+            self.backend.attach_vocab(self.vocab, adapter=adapter_for(t.tokenizer, self.backend.name)
+                                     if self.use_adapter else None)
         self.history = []
         self.backend.reset()
         if self.audit is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -228,8 +229,9 @@ def collate(pairs: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[s
 
 
 def sft_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens (transformers shifts the labels)."""
-    return model(**batch).loss
+    """Mean cross-entropy over answer tokens (transformers shifts the labels); the batch moves to the model's device."""
+    device = next(model.parameters()).device
+    return model(**{k: v.to(device) for k, v in batch.items()}).loss
 
 
 # ---- scoring -----------------------------------------------------------------------------------
@@ -240,7 +242,8 @@ def candidate_logprobs(model, prompt: list[int], candidates: Sequence[list[int]]
     n = max(len(c) for c in candidates)
     from .backend import _cache_kwarg
 
-    ids = torch.tensor([prompt], dtype=torch.long)
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt], dtype=torch.long, device=device)
     out = model(input_ids=ids, use_cache=True)
     first = torch.log_softmax(out.logits[0, -1].float(), -1)           # (V,)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
@@ -250,11 +253,11 @@ def candidate_logprobs(model, prompt: list[int], candidates: Sequence[list[int]]
         return scores
     # the rest of each candidate, batched: repeat the cache C times
     cache.batch_repeat_interleave(C)
-    pad = torch.zeros((C, n - 1), dtype=torch.long)
+    pad = torch.zeros((C, n - 1), dtype=torch.long, device=device)
     for b, c in enumerate(candidates):
         if len(c) > 1:
             pad[b, :len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)   # feed c[:-1] to predict c[1:]
-    att = torch.ones((C, len(prompt) + n - 1), dtype=torch.long)
+    att = torch.ones((C, len(prompt) + n - 1), dtype=torch.long, device=device)
     lp = torch.log_softmax(model(input_ids=pad, attention_mask=att, **{ckw: cache}).logits.float(), -1)  # (C, n-1, V)
     for b, c in enumerate(candidates):
         for j in range(1, len(c)):
@@ -284,6 +287,12 @@ def save_adapter(directory: Path, pm, delta: ImageRowDelta, cfg: AdapterConfig) 
     d["row_start"], d["rows"] = delta.row_start, delta.n
     (directory / "config.json").write_text(json.dumps(d, indent=2))
     return directory
+
+
+def adapter_name(llm_name: str, tokenizer: str) -> str:
+    """Checkpoint folder of an adapter: "sft-smollm2-lloyd-k1024" for the embedded LLM and lloyd-patch-k1024."""
+    llm = "smollm2" if llm_name == "smollm2-135m-instruct" else re.sub(r"[^a-z0-9.]+", "-", llm_name.lower()).strip("-")
+    return f"sft-{llm}-{tokenizer.replace('-patch', '')}"
 
 
 def read_adapter_config(directory: Path) -> AdapterConfig:

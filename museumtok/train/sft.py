@@ -16,12 +16,14 @@ from pathlib import Path
 
 import torch
 
+from ..llm.sft import adapter_name
 from . import register_trainer
 
 
 @dataclass
 class SFTConfig:
     tokenizer: str = "lloyd-patch-k1024"   # frozen image tokenizer (registry name)
+    llm: str = "embedded"                  # base LLM: "embedded" (SmolLM2 on CPU) or "hf:<path or Hub id>" (CUDA bf16 on a GPU)
     M: int = 64                            # image tokens per crop (short sequences on CPU)
     init: str = "words"                    # image rows start as "mean" (HF default) or as each code's colour "words"
     r: int = 8                             # LoRA rank
@@ -37,7 +39,7 @@ class SFTConfig:
     eval_catalog_crops: int = 20           # fresh crops of training works for the catalog questions
     seed: int = 0                          # seeds crops, shuffles and init
     threads: int = 1                       # torch threads (1 on the shared CPU box)
-    out: str | None = None                 # output folder; default data/checkpoints/sft-smollm2-lloyd-k1024
+    out: str | None = None                 # output folder; default data/checkpoints/sft-<llm>-<tokenizer family>
     log: str | None = None                 # JSON-lines loss log path (optional)
 
 
@@ -75,7 +77,7 @@ def evaluate(pm, hf_tok, vocab, pixel_ex, catalog_ex, titles, artists, seed: int
 def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     import museumtok
     from ..cards import markdown_table, write_model_card
-    from ..llm.backend import TransformersBackend
+    from ..llm.backend import TransformersBackend, make_backend
     from ..llm.sft import (AdapterConfig, add_adapter, code_words, collate, encode_dialogue, save_adapter, sft_loss,
                            trainable_parameters, word_init_delta)
     from ..llm.sft_data import CATALOG_KINDS, PIXEL_KINDS, load_split
@@ -87,11 +89,13 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     rng = random.Random(cfg.seed)
     t0 = time.time()
     tok = museumtok.load(cfg.tokenizer)
-    backend = TransformersBackend.embedded()
+    backend = make_backend(cfg.llm)
+    if not isinstance(backend, TransformersBackend):
+        raise ValueError(f"--llm {cfg.llm!r} is not a local transformers model; SFT needs its weights")
     model, hf_tok = backend.model, backend.tokenizer
     vocab = ImageVocab.for_tokenizer(cfg.tokenizer, tok.K)
     vocab.attach(model, hf_tok)
-    acfg = AdapterConfig(r=cfg.r, alpha=cfg.alpha, tokenizer=cfg.tokenizer, K=tok.K, M=cfg.M)
+    acfg = AdapterConfig(r=cfg.r, alpha=cfg.alpha, tokenizer=cfg.tokenizer, K=tok.K, M=cfg.M, base=backend.name)
     pm, delta = add_adapter(model, vocab, acfg)
     if cfg.init == "words":
         word_init_delta(pm, delta, hf_tok, code_words(tok, cfg.M))
@@ -137,7 +141,8 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
             break
     train_s = time.time() - t_train
 
-    out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / "sft-smollm2-lloyd-k1024"
+    name = adapter_name(backend.name, cfg.tokenizer)
+    out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
     acfg.extra = {"steps": step, "dialogues_seen": step * cfg.batch, "trainable_parameters": n_train}
     save_adapter(out, pm, delta, acfg)
 
@@ -154,7 +159,7 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     (out / "losses.json").write_text(json.dumps(losses))
     curve = ", ".join(f"{l:.3f}" for l in losses[:: max(1, len(losses) // 12)])
     write_model_card(
-        out, "sft-smollm2-lloyd-k1024",
+        out, name,
         summary=(f"LoRA adapter (r={cfg.r}, alpha={cfg.alpha}, q/k/v/o projections) plus a trainable delta on the "
                  f"{tok.K + 2} image-token embedding rows of SmolLM2-135M-Instruct, so that it reads "
                  f"`{cfg.tokenizer}` image tokens (M={cfg.M}); tokenizer and base weights frozen (§7.2–7.3). "
