@@ -403,3 +403,13 @@ def test_codebooks_stay_identical_across_processes(ema):
     queue = ctx.SimpleQueue()
     mp.start_processes(_ddp_worker, args=(2, port, ema, queue), nprocs=2, start_method="spawn")
     assert queue.get() is True
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_projected_fsq_and_lfq_codes_equal_forward_bitwise(seed):
+    """With project_in/out (dim ≠ d), indices_to_codes must give exactly forward()'s z_q: both paths
+    hand project_out the same memory layout (a mismatch here once made the LFQ round trip flaky)."""
+    torch.manual_seed(seed)
+    for q in (FSQ([8, 5, 5], dim=20), LFQ(64, dim=20)):
+        out = q(torch.randn(2, 20, 3, 3))
+        assert torch.equal(q.indices_to_codes(out.indices), out.z_q), type(q).__name__

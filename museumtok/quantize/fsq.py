@@ -98,7 +98,9 @@ class FSQ(nn.Module):
         if z.dim() != 4 or z.shape[1] != self.dim:
             raise ValueError(f"expected z of shape (B, {self.dim}, H, W), got {tuple(z.shape)}")
         z = self.project_in(z)                                                       # (B, d, H, W)
-        z_hat = self.quantize(rearrange(z, "b d h w -> b h w d"))                   # (B, H, W, d)
+        # contiguous in (B, H, W, d) like indices_to_codes builds the codes: project_out then sees the same
+        # memory layout (same kernel) on both paths, so the two agree bitwise
+        z_hat = self.quantize(rearrange(z, "b d h w -> b h w d")).contiguous()      # (B, H, W, d)
         indices = self.codes_to_indices(z_hat.detach())                              # (B, H, W)
         z_q = self.project_out(rearrange(z_hat, "b h w d -> b d h w"))               # (B, dim, H, W)
         return QuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros(()), losses={},

@@ -112,7 +112,9 @@ class LFQ(nn.Module):
         zf = rearrange(z, "b d h w -> b h w d")                                     # (B, H, W, d)
         q = torch.where(zf > 0, self.codebook_scale, -self.codebook_scale).to(zf.dtype)
         indices = ((zf > 0).long() * self._mask).sum(-1)                             # (B, H, W)
-        z_hat = q + (zf - zf.detach())                                               # STE, exact values forward
+        # STE, exact values forward; contiguous in (B, H, W, d) like indices_to_codes builds them, so project_out
+        # sees the same memory layout (and runs the same kernel) on both paths: bitwise-equal codes
+        z_hat = (q + (zf - zf.detach())).contiguous()
         commitment = F.mse_loss(zf, q)
         per_sample, batch = self.entropy_terms(rearrange(zf, "b h w d -> (b h w) d"))
         entropy = per_sample - self.diversity_gamma * batch
