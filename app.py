@@ -126,15 +126,18 @@ def chat_tab():
     from museumtok.app import chat as ch
 
     tokenizers = cb.tokenizer_choices()
-    first = tokenizers[-1] if tokenizers else None
+    first = ch.default_chat_tokenizer()
     m_values, m_default = cb.m_choices(first) if first else ([], None)
+    m_default = 64 if 64 in m_values else m_default       # the guide adapters were trained at M = 64
     sid = gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             status = gr.Markdown(ch.backend_status(), elem_id="chat-status")
             upload = gr.File(label="Upload an artwork", file_types=["image", ".tif", ".tiff"], type="filepath",
                              elem_id="chat-upload")
-            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="chat-tokenizer")
+            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="chat-tokenizer",
+                                    info="The guide reads " + ", ".join(ch.guide_tokenizers() or ["no tokenizer"])
+                                    + "; with any other it answers from the catalog card only.")
             m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="chat-m")
             context = gr.Slider(256, 8192, value=ch.DEFAULT_CONTEXT, step=64, label="Context window (tokens)",
                                 elem_id="chat-context")
@@ -158,11 +161,23 @@ def chat_tab():
                 audit = gr.File(label="Audit log (JSONL)", elem_id="chat-audit")
 
     outputs = [sid, chatbot, sees, budget, grid, notice]
+    timer = gr.Timer(1.0, active=ch.BACKEND.loading or not ch.BACKEND.loaded)
+
+    def on_tick():
+        return ch.backend_status(), gr.Timer(active=ch.BACKEND.loading)
+
+    timer.tick(on_tick, None, [status, timer], api_name=False, show_progress="hidden")
 
     def on_load(source, name, M, s, ctx, rec):
-        return ch.load_image_for_chat(source, name, M, s, ctx, recognise=bool(rec)).outputs() + (ch.backend_status(),)
+        wait = ch.waiting_view(s)
+        if wait is not None:
+            yield wait.outputs() + (ch.backend_status(),)
+        yield ch.load_image_for_chat(source, name, M, s, ctx, recognise=bool(rec)).outputs() + (ch.backend_status(),)
 
     def on_ask(q, history, s, ctx):
+        wait = ch.waiting_view(s, history)
+        if wait is not None:
+            yield wait.outputs() + (gr.skip(), ch.backend_status())
         for v in ch.chat_turn(q, history, s, ctx):
             out = [gr.skip() if x is None or x == "" else x for x in v.outputs()]
             out[1] = v.history
@@ -285,10 +300,11 @@ def main(argv=None):
                    help="chat backend: embedded (default), hf:<path or Hub id>, http://host:port/v1#model, echo "
                         "(or $MUSEUMTOK_LLM)")
     a = p.parse_args(argv)
-    if a.llm:
-        from museumtok.app import chat as ch
+    from museumtok.app import chat as ch
 
+    if a.llm:
         ch.BACKEND.set(spec=a.llm)
+    ch.BACKEND.start(preload=ch.preload_guide)       # the LLM loads while the page opens
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
     demo.queue(default_concurrency_limit=2).launch(
         server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="50mb",

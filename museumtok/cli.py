@@ -9,6 +9,7 @@
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
     museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
+    museumtok eval chat --tokenizer lloyd-patch-k1024 --M 64   the guide, scored on held-out questions and images
     museumtok bench [--sets ...] [--names ...] [--limit N] [--out DIR] [--fast]  one table of everything (§9)
     museumtok llm {convert, serve, ask IMAGE Q, cost}  the chat LLM (§6, §8)
 
@@ -201,7 +202,7 @@ def _errata(sub):
 
 @subcommand
 def _eval(sub):
-    p = sub.add_parser("eval", help="evaluations: `eval rd` (rate–distortion with real bitstreams)")
+    p = sub.add_parser("eval", help="evaluations: `eval rd` (rate–distortion with real bitstreams), `eval chat` (the guide)")
     esub = p.add_subparsers(dest="eval_cmd", required=True)
     r = esub.add_parser("rd", help="RD curves of the learned codecs, JPEG/WebP and tokenizers; BD-rate vs JPEG")
     r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
@@ -224,6 +225,62 @@ def _eval(sub):
         return 0
 
     r.set_defaults(func=run)
+
+    c = esub.add_parser("chat", help="the museum guide: held-out questions on unseen images, scored; JSON + Markdown")
+    c.add_argument("--tokenizer", default="lloyd-patch-k1024", help="image tokenizer (registry name)")
+    c.add_argument("--M", type=int, default=64, help="image tokens")
+    c.add_argument("--adapter", default="auto", help="'auto' (the registry's), 'none', or an adapter folder")
+    c.add_argument("--llm", default=None, help="backend spec (default: $MUSEUMTOK_LLM or the embedded SmolLM2)")
+    c.add_argument("--no-guard", action="store_true", help="give the image tokens to a model no adapter taught")
+    c.add_argument("--no-check", action="store_true", help="do not cut answers naming what the card does not hold")
+    c.add_argument("--conditions", default="real,shuffled,none", help="ablation conditions for the visual questions")
+    c.add_argument("--no-preload", action="store_true",
+                   help="with --adapter none: do not load the bundled guide adapters first (the bare base model answers)")
+    c.add_argument("--limit", type=int, default=None, help="only the first N images of each source (quick runs)")
+    c.add_argument("--threads", type=int, default=2, help="torch threads")
+    c.add_argument("--out", type=Path, default=Path("docs/chat"), help="folder for <label>.json / .md")
+    c.add_argument("--write-card", action="store_true", help="put the table into the adapter's model card")
+
+    def run_chat(args):
+        import torch
+
+        from .eval.chat import markdown, run_chat_eval, write_chat_eval, write_into_card
+        from .llm.backend import make_backend
+
+        torch.set_num_threads(args.threads)
+        adapter = None if args.adapter == "none" else (args.adapter if args.adapter == "auto" else Path(args.adapter))
+        res = run_chat_eval(args.tokenizer, args.M, make_backend(args.llm), adapter=adapter, guard=not args.no_guard,
+                            check=not args.no_check, conditions=[c for c in args.conditions.split(",") if c],
+                            limit=args.limit, preload=not args.no_preload)
+        for path in write_chat_eval(res, args.out):
+            print(f"wrote {path}")
+        print(markdown(res))
+        if args.write_card:
+            folder = Path(args.adapter) if isinstance(adapter, Path) else None
+            if folder is None:
+                from .llm.chat import adapter_for
+                folder = adapter_for(args.tokenizer)
+            if folder is None:
+                print("no adapter folder to write into")
+                return 1
+            sections = [markdown(r) for r in _card_runs(folder, res, args.out)]
+            write_into_card(folder / "README.md", sections)
+            print(f"wrote the table into {folder / 'README.md'}")
+        return 0
+
+    c.set_defaults(func=run_chat)
+
+
+def _card_runs(folder: Path, res: dict, out: Path) -> list[dict]:
+    """This run and the other saved runs of the same adapter (e.g. the other M), M ascending."""
+    import json
+
+    runs = {res["config"]["M"]: res}
+    for p in sorted(Path(out).glob(f"{res['config']['tokenizer']}-M*-{Path(res['config']['adapter']).name}.json")):
+        r = json.loads(p.read_text(encoding="utf-8"))
+        if r.get("config", {}).get("adapter") == res["config"]["adapter"]:
+            runs.setdefault(r["config"]["M"], r)
+    return [runs[m] for m in sorted(runs)]
 
 
 @subcommand

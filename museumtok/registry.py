@@ -37,6 +37,7 @@ class RegistryEntry:
     checkpoint: str | None = None   # folder name under data/checkpoints, or None
     kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments when no checkpoint
     llm_adapter: str | None = None  # §7 SFT adapter folder under data/checkpoints teaching the embedded LLM these tokens
+    llm_vocab: str | None = None    # the entry whose LLM vocabulary these tokens are (same encoder and codebook)
 
     @property
     def checkpoint_path(self) -> Path | None:

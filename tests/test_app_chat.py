@@ -85,7 +85,7 @@ def test_recognised_artwork_gets_its_card(echo_backend, artwork_path, tmp_path, 
     img.crop((w // 10, h // 10, w - w // 10, h - h // 10)).save(crop, quality=30)
     v = ch.load_image_for_chat(str(crop), "lloyd-patch-k256", 64, recognise=True)
     assert f"Recognised **{entries[2].title}**" in v.notice
-    assert f"Catalog card: {entries[2].title} by {entries[2].artist}" in v.sees
+    assert f"Catalog card: Title: {entries[2].title}; Artist: {entries[2].artist}" in v.sees
     # an unknown picture: no card; with a fallback configured, the session moves to it
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 90, 3), dtype=np.uint8)).save(noise)

@@ -1,8 +1,10 @@
 """Pure callbacks behind the app's Chat tab (unit-tested with a fake backend, no Gradio needed).
 
-The LLM is built lazily, on the first chat action, by :class:`LazyBackend` (``$MUSEUMTOK_LLM`` or
-``app.py --llm``; the embedded SmolLM2 by default). If it cannot be built, every chat callback
-answers with the reason and the rest of the app keeps working.
+The LLM is built by :class:`LazyBackend` (``$MUSEUMTOK_LLM`` or ``app.py --llm``; the embedded SmolLM2
+by default): in a background thread as soon as the app starts (:meth:`LazyBackend.start`, with the
+guide adapters, the default tokenizer and the catalog index), or on the first chat action otherwise.
+While it loads, :func:`backend_status` says which step it is on; if it cannot be built, every chat
+callback answers with the reason and the rest of the app keeps working.
 
 Per visitor the app keeps only a session id (a string in ``gr.State``); the
 :class:`~museumtok.llm.chat.ChatSession` objects live here, in a bounded table.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import html
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -39,6 +42,10 @@ class LazyBackend:
         self._backend: ChatBackend | None = None
         self._error: str | None = None
         self._lock = threading.Lock()
+        self.stage = ""                       # what the background start-up is doing now
+        self.started: float | None = None     # time.monotonic() when loading began
+        self.ready_s: float | None = None     # seconds it took
+        self._thread: threading.Thread | None = None
 
     def set(self, backend: ChatBackend | None = None, spec: str | None = None) -> None:
         with self._lock:
@@ -48,17 +55,52 @@ class LazyBackend:
 
     @property
     def loaded(self) -> bool:
-        return self._backend is not None
+        return self._backend is not None and (self._thread is None or not self._thread.is_alive())
+
+    @property
+    def loading(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def get(self) -> tuple[ChatBackend | None, str | None]:
         with self._lock:
             if self._backend is None and self._error is None:
+                if self.started is None:
+                    self.started = time.monotonic()
                 try:
+                    from ..llm.backend import embedded_is_cached
+
+                    self.stage = ("converting the embedded model once (~35 s)" if backend_spec(self.spec) == "embedded"
+                                  and not embedded_is_cached() else "loading the language model")
                     self._backend = make_backend(self.spec)
                 except Exception as err:  # noqa: BLE001 — any failure must leave the app up
                     self._error = (f"The language model ({backend_spec(self.spec)}) could not be loaded: "
                                    f"{type(err).__name__}: {err}")
             return self._backend, self._error
+
+    def start(self, preload=None) -> threading.Thread:
+        """Load in a background thread now (the app calls this at start-up), then run ``preload(backend)``
+        (the guide adapters, the default tokenizer, the catalog index); chat calls wait for it."""
+        if self._thread is not None:
+            return self._thread
+        self.started = time.monotonic()
+
+        def work():
+            backend, err = self.get()         # holds the lock: chat callbacks wait here rather than load twice
+            if backend is not None and preload is not None:
+                try:
+                    preload(backend, self)
+                except Exception as e:  # noqa: BLE001 — the chat still works without the preloads
+                    self.stage = f"preloading failed ({type(e).__name__}: {e}); the chat loads on demand"
+            self.ready_s = time.monotonic() - self.started
+            self.stage = "ready"
+
+        self._thread = threading.Thread(target=work, name="museumtok-llm-start", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 BACKEND = LazyBackend()
@@ -89,6 +131,46 @@ class LazyIndex:
 
 
 CATALOG_INDEX = LazyIndex()
+
+
+def guide_tokenizers() -> list[str]:
+    """Tokenizers whose tokens a bundled adapter teaches the LLM to read (the chat's choices first)."""
+    return [e.name for e in registry.entries("tokenizer") if e.available and e.adapter_path is not None]
+
+
+def default_chat_tokenizer() -> str | None:
+    """The Chat tab's tokenizer: one the guide can read (the VQ-VAE's when its adapter is bundled)."""
+    readable = guide_tokenizers()
+    for name in ("vqvae-f8-k1024", "lloyd-patch-k1024"):
+        if name in readable:
+            return name
+    names = registry.names("tokenizer")
+    return readable[0] if readable else (names[-1] if names else None)
+
+
+def preload_guide(backend: ChatBackend, lazy: "LazyBackend | None" = None) -> None:
+    """What the first question would otherwise wait for: every bundled guide adapter, the default chat
+    tokenizer and the catalog index (used by :meth:`LazyBackend.start`)."""
+    from ..llm.sft import read_adapter_config
+    from ..llm.vocab import ImageVocab
+
+    def stage(text):
+        if lazy is not None:
+            lazy.stage = text
+
+    if hasattr(backend, "load_guide"):
+        for name in guide_tokenizers():
+            path = registry.get(name).adapter_path
+            cfg = read_adapter_config(path)
+            if cfg.base == backend.name:
+                stage(f"loading the guide adapter `{path.name}`")
+                backend.load_guide(path, ImageVocab.for_tokenizer(cfg.tokenizer, cfg.K))
+    tok = default_chat_tokenizer()
+    if tok:
+        stage(f"loading the tokenizer `{tok}`")
+        registry.load(tok)
+    stage("reading the catalog index")
+    CATALOG_INDEX.get()
 _SESSIONS: "OrderedDict[str, ChatSession]" = OrderedDict()
 _SESSIONS_LOCK = threading.Lock()
 
@@ -270,7 +352,21 @@ def audit_file(sid: str | None) -> str | None:
 
 
 def backend_status() -> str:
-    if BACKEND.loaded:
-        b, _ = BACKEND.get()
-        return f"LLM: `{b.name}` (context {b.context_window} tokens)"
+    """One line on the LLM: loading (which step, for how long), failed, or ready."""
+    if BACKEND.loading:
+        waited = time.monotonic() - (BACKEND.started or time.monotonic())
+        return f"⏳ Getting the guide ready: {BACKEND.stage or 'starting'}… ({waited:.0f} s)"
+    if BACKEND._error:
+        return f"⚠ {BACKEND._error}"
+    if BACKEND._backend is not None:
+        b = BACKEND._backend
+        took = f", ready in {BACKEND.ready_s:.1f} s" if BACKEND.ready_s else ""
+        return f"✓ The guide is ready: LLM `{b.name}` (context {b.context_window} tokens{took})"
     return f"LLM: `{backend_spec(BACKEND.spec)}` (loads on the first image or question)"
+
+
+def waiting_view(sid: str | None, history: list[dict] | None = None) -> "ChatView | None":
+    """A notice while the background start-up is still loading the LLM (None once it is ready)."""
+    if not BACKEND.loading:
+        return None
+    return ChatView(sid=sid, history=list(history or []), notice=backend_status() + " Your request runs as soon as it is.")

@@ -69,10 +69,11 @@ class CatalogEntry:
         )
 
     def card(self) -> str:
-        """A one-paragraph catalog card, as put in an LLM prompt."""
-        if self.collection == "kodak":
-            return f"{self.title}: a photograph from the Kodak test suite."
-        return f"{self.title} by {self.artist} ({self.year}), {self.medium}."
+        """The catalog card as put in an LLM prompt: "Title: …; Artist: …; Date: …; Medium: …"
+        (:class:`museumtok.llm.guide.Card`, the form the guide is trained to read)."""
+        from ..llm.guide import Card
+
+        return Card.of(self).text()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

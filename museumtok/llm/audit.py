@@ -2,7 +2,8 @@
 
     log = AuditLog("~/.cache/museumtok/audit/chat.jsonl")
     log.log_image("room3_vase", tokens, vocab)           # M records: image id, tokenizer, token, patch, level, ts
-    log.log_turn("room3_vase", prompt, answer, cited)     # prompt hash, answer, cited tokens
+    log.log_question("room3_vase", "Who painted it?")     # when the question arrives, before generation
+    log.log_turn("room3_vase", prompt, answer, cited)     # prompt hash, answer (or that it was cut off), cited tokens
     resolve_citations("… [CITE:<v312>] …", tokens, vocab) # -> patch boxes of every position holding 312
 
 Each record is written with one ``write(2)`` on a file opened ``O_APPEND``, then flushed and
@@ -108,6 +109,13 @@ class AuditLog:
                          "position": r["position"], "token": vocab.token(r["token"]),
                          "patch": r["patch"], "level": r["level"], "timestamp": ts})
         return len(recs)
+
+    def log_question(self, image_id: str | None, question: str, **extra) -> dict:
+        """The visitor's question, written when it arrives (before any generation): a crash or a kill
+        during the answer cannot lose it; the matching ``turn`` record follows when the answer ends."""
+        rec = {"type": "question", "image_id": image_id, "question": question, "timestamp": utc_now(), **extra}
+        self.append(rec)
+        return rec
 
     def log_turn(self, image_id: str | None, prompt, answer: str, cited: list[dict] | None = None,
                  **extra) -> dict:

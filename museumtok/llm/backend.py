@@ -80,9 +80,19 @@ class ChatBackend(ABC):
 
     #: one line for the app: which fine-tuned adapter (if any) reads the current image's tokens
     adapter_status: str = ""
+    #: True when the model was taught to read the current image's tokens (an active §7 adapter); otherwise
+    #: the chat's guard withholds them (:mod:`museumtok.llm.guard`)
+    reads_image_tokens: bool = False
+    #: True when the model reads the token grid row by row (a newline after each row)
+    image_rows: bool = False
 
     def reset(self) -> None:
         """Forget any cached prompt state (a new visitor or a new image)."""
+
+    def warm(self, messages: Messages) -> float:
+        """Pre-fill whatever cache the backend keeps with the part of ``messages`` before the last
+        question (system, card, image); returns the seconds spent (0: nothing to do)."""
+        return 0.0
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r})"
@@ -100,6 +110,7 @@ class EchoBackend(ChatBackend):
     """A deterministic fake: answers "I see N image tokens. You asked: …" word by word."""
 
     name = "echo"
+    reads_image_tokens = True      # a fake that "reads" them: it counts them
 
     def __init__(self, context_window: int = 4096, delay_s: float = 0.0):
         super().__init__()
@@ -221,9 +232,10 @@ class TransformersBackend(ChatBackend):
         self._cache = None
         self._cache_ids: list[int] = []
         self._suppress: list[int] = []
-        self._adapter: tuple[Path, str] | None = None   # (folder, vocab namespace) of the loaded SFT adapter
-        self._delta = None                              # its ImageRowDelta
-        self.adapter_active = False                     # LoRA on and §7.3 prompts for the current image
+        self._adapters: dict[str, tuple[Path, object, object]] = {}  # vocab namespace -> (folder, AdapterConfig, ImageRowDelta)
+        self._active: str | None = None                 # namespace of the adapter in use (LoRA on, its ΔE on)
+        self.adapter_active = False                     # the active adapter reads the current image's tokens
+        self.text_guide = False                         # a version-2 adapter answers without the image (guarded turns)
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"):
             i = tokenizer.convert_tokens_to_ids(t)
@@ -264,50 +276,96 @@ class TransformersBackend(ChatBackend):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @property
+    def reads_image_tokens(self) -> bool:
+        return self.adapter_active
+
+    @property
+    def image_rows(self) -> bool:
+        return bool(self.adapter_active and self._adapter_cfg is not None and self._adapter_cfg.row_ends)
+
     def encode_messages(self, messages: Messages) -> list[int]:
-        if self.adapter_active:
+        if self.adapter_active or self.text_guide:
             from .sft import guide_ids_from_messages
 
-            return guide_ids_from_messages(messages, self.tokenizer)
+            return guide_ids_from_messages(messages, self.tokenizer, card_line=self._adapter_cfg.version >= 2)
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    @property
+    def _adapter_cfg(self):
+        return self._adapters[self._active][1] if self._active else None
+
     def attach_vocab(self, vocab, codebook=None, init: str = "mean", adapter: Path | None = None):
         """Add ``vocab``'s tokens; with ``adapter`` (a :mod:`museumtok.llm.sft` folder trained for this
-        vocabulary on this base model) load it and switch to it: LoRA on, prompts in the §7.3 form it was
-        trained on. Another vocabulary switches the adapter off (the base model answers)."""
+        vocabulary on this base model) load it (once; several adapters live side by side) and switch to it:
+        LoRA on, prompts in the §7.3 form it was trained on. A vocabulary without an adapter gets the base
+        model for its (withheld) tokens, or a loaded version-2 adapter as a guide that cannot see."""
         with self._lock:
             vocab.attach(self.model, self.tokenizer, init=init, codebook=codebook)
             self._suppress = sorted(set(self._suppress) | set(range(vocab.token_offset, vocab.token_offset + vocab.K))
                                     | {vocab.start_id, vocab.end_id})
             self._cache, self._cache_ids = None, []
-            if self._delta is not None:     # resizing replaced the embedding module: re-hook ΔE
-                self._delta.rehook(self.model.get_input_embeddings())
+            for _, _, delta in self._adapters.values():   # resizing replaced the embedding module: re-hook ΔE
+                delta.rehook(self.model.get_input_embeddings())
             self._use_adapter(vocab, adapter)
         return vocab
 
-    def _use_adapter(self, vocab, adapter: Path | None) -> None:
-        from .sft import load_adapter, read_adapter_config
+    def load_guide(self, adapter: Path, vocab) -> None:
+        """Load an adapter without switching to it (the app does this at start-up, so that the first image
+        and guarded turns find it ready)."""
+        with self._lock:
+            vocab.attach(self.model, self.tokenizer)
+            self._load(vocab, Path(adapter))
+            self._switch(None)
 
-        self.adapter_active, self.adapter_status = False, ""
-        if self._delta is not None:
-            self._delta.enabled = False
-        if adapter is None:
-            return
-        cfg = read_adapter_config(adapter)
-        if cfg.base != self.name:
-            self.adapter_status = (f"adapter `{Path(adapter).name}` not used: it was trained for `{cfg.base}`, "
-                                   f"this LLM is `{self.name}`")
-            return
-        if self._adapter is None:
-            pm, delta, _, _ = load_adapter(Path(adapter), self.model, self.tokenizer, vocab)
-            self.model, self._delta, self._adapter = pm.eval(), delta, (Path(adapter), vocab.namespace)
+    def _load(self, vocab, adapter: Path):
+        from .sft import load_adapter
+
+        ns = vocab.namespace
+        if ns not in self._adapters:
+            pm, delta, _, acfg = load_adapter(adapter, self.model, self.tokenizer, vocab,
+                                              adapter_name=re.sub(r"[^A-Za-z0-9_]", "_", ns))
+            for _, _, d in self._adapters.values():
+                d.rehook(pm.get_input_embeddings())
+            self.model = pm.eval()
             self._ckw = _cache_kwarg(pm.get_base_model())
-        if self._adapter[1] != vocab.namespace or self._adapter[0].resolve() != Path(adapter).resolve():
-            self.adapter_status = (f"adapter `{Path(adapter).name}` not used: `{self._adapter[0].name}` is "
-                                   f"already loaded (one adapter per process)")
+            self._adapters[ns] = (adapter, acfg, delta)
+        return self._adapters[ns]
+
+    def _switch(self, ns: str | None) -> None:
+        """Make ``ns``'s adapter the active one (None: no image-reading adapter)."""
+        for key, (_, _, d) in self._adapters.items():
+            d.enabled = key == ns
+        self._active, self.adapter_active = ns, ns is not None
+        self.text_guide = False
+        if ns is not None:
+            self.model.set_adapter(re.sub(r"[^A-Za-z0-9_]", "_", ns))
             return
-        self.adapter_active = self._delta.enabled = True
+        guide = next((k for k, (_, c, _) in self._adapters.items() if c.version >= 2), None)
+        if guide is not None:                       # a guide that cannot see: LoRA on, no image rows in use
+            self.model.set_adapter(re.sub(r"[^A-Za-z0-9_]", "_", guide))
+            self._active, self.text_guide = guide, True
+
+    def _use_adapter(self, vocab, adapter: Path | None) -> None:
+        from .sft import read_adapter_config
+
+        self.adapter_status = ""
+        if adapter is not None:
+            cfg = read_adapter_config(adapter)
+            if cfg.base != self.name:
+                self.adapter_status = (f"adapter `{Path(adapter).name}` not used: it was trained for `{cfg.base}`, "
+                                       f"this LLM is `{self.name}`")
+                adapter = None
+            elif vocab.namespace in self._adapters and self._adapters[vocab.namespace][0].resolve() != Path(adapter).resolve():
+                self.adapter_status = (f"adapter `{Path(adapter).name}` not used: `{self._adapters[vocab.namespace][0].name}` "
+                                       f"is already loaded for these tokens")
+                adapter = None
+        if adapter is None:
+            self._switch(None)
+            return
+        _, cfg, _ = self._load(vocab, Path(adapter))
+        self._switch(vocab.namespace)
         self.adapter_status = (f"fine-tuned adapter `{Path(adapter).name}` active (§7, trained at M={cfg.M}): "
                                f"prompts in §7.3's Visitor/Guide form")
 
@@ -325,10 +383,18 @@ class TransformersBackend(ChatBackend):
             if a != b:
                 break
             n += 1
-        return min(n, len(ids) - 1)
+        n = min(n, len(ids) - 1)
+        cfg = self._adapter_cfg
+        if cfg is not None and cfg.pos2d:     # never resume inside an image block: token positions are
+            d = self._adapters[self._active][2]           # read from the whole block
+            start, end = d.rows.start_id, d.rows.end_id
+            opened = max((i for i in range(n) if ids[i] == start), default=-1)
+            if opened >= 0 and end not in ids[opened:n]:
+                n = opened
+        return n
 
     def _forward(self, input_ids, cache, logits_to_keep=1):
-        if self._adapter is not None and not self.adapter_active:
+        if self._adapters and self._active is None:
             with self.model.disable_adapter():          # LoRA off: the base model for other vocabularies
                 out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=logits_to_keep,
                                  **{self._ckw: cache})
@@ -404,6 +470,81 @@ class TransformersBackend(ChatBackend):
                     "tokens_per_s": (len(generated) / decode_s) if decode_s > 0 else 0.0,
                     "total_s": t_end - t0,
                 }
+
+    def warm(self, messages: Messages) -> float:
+        """Pre-fill the KV cache with the prompt up to the last question (system, card, image), so that
+        the visitor's first question only runs its own tokens (§6.3)."""
+        import torch
+        from transformers import DynamicCache
+
+        if not self.reuse_cache or not messages or messages[-1].get("role") != "user":
+            return 0.0
+        a = self.encode_messages(messages[:-1] + [{"role": "user", "content": "?"}])
+        b = self.encode_messages(messages[:-1] + [{"role": "user", "content": "Hm"}])
+        n = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if n < 2:
+            return 0.0
+        with self._lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            cache = DynamicCache(config=self.model.config)
+            _, cache = self._forward(torch.tensor([a[:n]], device=self.device), cache)
+            self._cache, self._cache_ids = cache, list(a[:n])
+            return time.perf_counter() - t0
+
+    def generate_many(self, prompts: list[list[int]], max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+        """Greedy answers to many prompts (token ids from :meth:`encode_messages`), batched with left padding:
+        the same decoding as :meth:`stream` at temperature 0 (image tokens suppressed, the same repetition
+        penalty), many times faster per answer on a CPU. For evaluations; the KV cache is flushed."""
+        import torch
+        from transformers import DynamicCache
+
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        with self._lock, torch.inference_mode():
+            self._cache, self._cache_ids = None, []
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                P = [prompts[i] for i in idx]
+                B, L = len(P), max(len(p) for p in P)
+                ids = torch.full((B, L), pad, dtype=torch.long)
+                att = torch.zeros((B, L), dtype=torch.long)
+                for b, p in enumerate(P):
+                    ids[b, L - len(p):] = torch.tensor(p)
+                    att[b, L - len(p):] = 1
+                pos = (att.cumsum(-1) - 1).clamp(min=0)                                   # (B, L)
+                cache = DynamicCache(config=self.model.config)
+                logits, cache = self._forward_batch(ids, att, pos, cache)               # (B, V)
+                gen: list[list[int]] = [[] for _ in range(B)]
+                done = [False] * B
+                for _ in range(max_new_tokens):
+                    nxt = []
+                    for b in range(B):
+                        k = pad if done[b] else self._pick(logits[b].clone(), gen[b], 0.0, None)
+                        if not done[b] and k in self.eos_ids:
+                            done[b], k = True, pad
+                        elif not done[b]:
+                            gen[b].append(k)
+                        nxt.append(k)
+                    if all(done):
+                        break
+                    att = torch.cat([att, torch.tensor([[0 if d else 1] for d in done])], 1)
+                    pos = pos[:, -1:] + 1
+                    logits, cache = self._forward_batch(torch.tensor(nxt).view(B, 1), att, pos, cache)
+                for b, i in enumerate(idx):
+                    out[i] = self.tokenizer.decode(gen[b], skip_special_tokens=True)
+        return out
+
+    def _forward_batch(self, input_ids, attention_mask, position_ids, cache):
+        """:meth:`_forward` for a left-padded batch: next-token logits (B, V) and the cache."""
+        kw = dict(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
+                  position_ids=position_ids.to(self.device), use_cache=True, logits_to_keep=1, **{self._ckw: cache})
+        if self._adapters and self._active is None:
+            with self.model.disable_adapter():
+                o = self.model(**kw)
+        else:
+            o = self.model(**kw)
+        return o.logits[:, -1].float(), getattr(o, "cache", None) or getattr(o, "past_key_values", None)
 
     def prefill_time(self, n: int, repeats: int = 1, seed: int = 0) -> float:
         """Seconds for one uncached forward over n random tokens, next-token logits only (min of repeats)."""

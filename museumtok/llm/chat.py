@@ -6,10 +6,15 @@
         print(partial)                         # the answer so far
     session.last                               # TurnRecord: answer, plan notices, citations, stats, prompt
 
-Each turn: plan the budget (:func:`~museumtok.llm.budget.plan_budget`: drop the oldest turns, then
-lower M, never cut the question), build the prefix-format messages (:mod:`~museumtok.llm.prompt`),
-stream from the backend, resolve ``[CITE:<token>]`` to patch boxes and append the turn to the
-audit log. A new image resets the history and the backend's KV cache.
+Each turn: write the question to the audit log, plan the budget (:func:`~museumtok.llm.budget.plan_budget`:
+drop the oldest turns, then lower M, never cut the question), build the prefix-format messages
+(:mod:`~museumtok.llm.prompt`), stream from the backend through the guard (:mod:`~museumtok.llm.guard`:
+image tokens only for a model taught to read them, no name the card does not hold), resolve
+``[CITE:<token>]`` to patch boxes and write the answer (or that it was cut off) to the audit log.
+A new image resets the history and the backend's KV cache, and pre-fills the cache with the
+image and card so that the first question only runs its own tokens.
+
+    ask(q) = prepare(q) ─► backend.stream(rec.messages) ─► GroundedRelease ─► finish(rec, answer)
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Any, Callable, Iterator
 from .audit import AuditLog, resolve_citations
 from .backend import BackendError, ChatBackend
 from .budget import BudgetPlan, plan_budget
+from .guard import GUARDED_PERSONA, GroundedRelease, cant_read_notice, looks_visual
 from .prompt import GUIDE_PERSONA, image_block, prefix_messages, system_prompt
 from .vocab import ImageVocab
 
@@ -35,6 +41,9 @@ class TurnRecord:
     citations: list[dict] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     error: str | None = None
+    raw_answer: str = ""                                  # what the model generated, before the guard
+    guarded: bool = False                                 # image tokens withheld: no adapter reads them
+    cut: list[str] = field(default_factory=list)          # ungrounded mentions that made the guard answer from the card
 
 
 def adapter_for(tokenizer_name: str, llm_name: str | None = None):
@@ -54,12 +63,27 @@ def adapter_for(tokenizer_name: str, llm_name: str | None = None):
         return None
 
 
+def llm_vocab_for(tokenizer_name: str) -> str:
+    """The vocabulary namespace of a tokenizer's tokens: its own name, or the registry entry whose tokens
+    they are (vqgan-f8-k1024 → vqvae-f8-k1024: same encoder and codebook)."""
+    from .. import registry
+
+    try:
+        return registry.get(tokenizer_name).llm_vocab or tokenizer_name
+    except KeyError:
+        return tokenizer_name
+
+
 class ChatSession:
-    """One visitor's conversation with one backend about (at most) one image at a time."""
+    """One visitor's conversation with one backend about (at most) one image at a time.
+
+    ``guard``: withhold image tokens from a model that no adapter taught to read them (it answers from the
+    card and says it cannot read them); ``check``: cut any answer that names an artist, title or date the
+    card does not hold and answer from the card instead (:mod:`museumtok.llm.guard`)."""
 
     def __init__(self, backend: ChatBackend, audit: AuditLog | None = None, context: int | None = None,
                  reserve_answer: int = 128, max_new_tokens: int = 128, persona: str = GUIDE_PERSONA,
-                 use_adapter: bool = True):
+                 use_adapter: bool = True, guard: bool = True, check: bool = True, adapter="auto"):
         self.backend = backend
         self.audit = audit
         self.context = min(context or backend.context_window, backend.context_window)
@@ -67,6 +91,8 @@ class ChatSession:
         self.max_new_tokens = max_new_tokens
         self.persona = persona
         self.use_adapter = use_adapter     # load the tokenizer's §7 SFT adapter (registry) when there is one
+        self.adapter = adapter             # "auto": the registry's adapter for the tokenizer; a folder; None: none
+        self.guard, self.check = guard, check
         self.history: list[dict] = []      # user / assistant messages, oldest first
         self.tokens = None                 # TokenizedImage at the requested M
         self.image_id: str | None = None
@@ -75,12 +101,14 @@ class ChatSession:
         self.M_options: tuple[int, ...] = ()
         self._encode: Callable[[int], Any] | None = None
         self._by_M: dict[int, Any] = {}
+        self._told_cant_read = False       # the guarded guide has said it cannot read these tokens
         self.last: TurnRecord | None = None
 
     # ---- the image ---------------------------------------------------------------------------------
     def set_image(self, tokenizer, image, M: int | None = None, image_id: str | None = None,
-                  card: str | None = None, tokens=None) -> None:
-        """Tokenize ``image`` (or take ``tokens``), flush history and KV cache, audit every token."""
+                  card: str | None = None, tokens=None, warm: bool = True) -> None:
+        """Tokenize ``image`` (or take ``tokens``), flush history and KV cache, audit every token, and
+        (``warm``) pre-fill the backend's cache with the prompt up to the first question."""
         t = tokens if tokens is not None else tokenizer.encode(image, M)
         self.tokens = t
         self.image_id = image_id or f"image-{id(t):x}"
@@ -88,14 +116,17 @@ class ChatSession:
         self.M_options = tuple(getattr(tokenizer, "supported_M", ()) or (t.M,))
         self._encode = (lambda m: tokenizer.encode(image, m)) if image is not None else None
         self._by_M = {t.M: t}
-        self.vocab = ImageVocab.for_tokenizer(t.tokenizer, t.K)
+        self.vocab = ImageVocab.for_tokenizer(llm_vocab_for(t.tokenizer), t.K)
         if self.backend.adds_image_tokens:
-            self.backend.attach_vocab(self.vocab, adapter=adapter_for(t.tokenizer, self.backend.name)
-                                     if self.use_adapter else None)
+            chosen = adapter_for(t.tokenizer, self.backend.name) if self.adapter == "auto" else self.adapter
+            self.backend.attach_vocab(self.vocab, adapter=chosen if self.use_adapter and chosen else None)
         self.history = []
+        self._told_cant_read = False
         self.backend.reset()
         if self.audit is not None:
             self.audit.log_image(self.image_id, t, self.vocab)
+        if warm:
+            self.warm()
 
     def clear(self) -> None:
         """Forget the conversation and the image (a new visitor)."""
@@ -109,6 +140,19 @@ class ChatSession:
             self._by_M[M] = self._encode(M)
         return self._by_M[M]
 
+    @property
+    def guarded(self) -> bool:
+        """True when the image's tokens are withheld: no adapter taught this backend to read them."""
+        return self.guard and self.tokens is not None and not self.backend.reads_image_tokens
+
+    def warm(self) -> float:
+        """Run the prompt's fixed part (system, card, image) through the model now, so that the first
+        question only pre-fills its own tokens; returns the seconds it took (0 for backends without a cache)."""
+        if self.tokens is None:
+            return 0.0
+        plan = self.plan("?")
+        return self.backend.warm(self.messages_for("?", plan)) if plan.fits else 0.0
+
     # ---- one turn ----------------------------------------------------------------------------------
     def _count(self, text: str) -> int:
         return self.backend.count_tokens(text) + MESSAGE_OVERHEAD
@@ -118,47 +162,98 @@ class ChatSession:
         turns = []
         for i in range(0, len(self.history), 2):           # (user, assistant) pairs
             turns.append(sum(self._count(m["content"]) for m in self.history[i:i + 2]))
-        M = self.tokens.M if self.tokens is not None else None
-        opts = self.M_options if self._encode is not None else ()
+        M = self.tokens.M if self.tokens is not None and not self.guarded else None
+        opts = self.M_options if self._encode is not None and not self.guarded else ()
         return plan_budget(self.context, self._count(question), turns, M=M, M_options=opts,
                            system_tokens=system_tokens, reserve_answer=self.reserve_answer)
 
     def messages_for(self, question: str, plan: BudgetPlan) -> list[dict]:
         kept = self.history[len(self.history) - 2 * plan.kept_turns:] if plan.kept_turns else []
-        image_text = image_block(self.tokens_at(plan.M), self.vocab) if plan.M is not None else None
+        if self.guarded:
+            return prefix_messages(None, question, kept, self.card, GUARDED_PERSONA)
+        image_text = (image_block(self.tokens_at(plan.M), self.vocab, rows=self.backend.image_rows)
+                      if plan.M is not None else None)
         return prefix_messages(image_text, question, kept, self.card, self.persona)
 
-    def ask(self, question: str, temperature: float = 0.0) -> Iterator[str]:
-        """Yield the answer so far after each streamed piece; ``self.last`` holds the full record."""
+    def prepare(self, question: str) -> TurnRecord:
+        """Plan the turn and build its messages (``rec.error`` says why a turn cannot run); the question
+        is written to the audit log now, before any generation, so a crash cannot lose it."""
         question = (question or "").strip()
-        rec = TurnRecord(question=question)
+        rec = TurnRecord(question=question, guarded=self.guarded)
         self.last = rec
         if not question:
             rec.error = "Type a question first."
-            yield rec.error
-            return
+            return rec
+        if self.audit is not None:
+            self.audit.log_question(self.image_id, question, backend=self.backend.name)
         plan = self.plan(question)
         rec.plan = plan
         if not plan.fits:
             rec.error = plan.notices[-1]
-            yield f"⚠ {rec.error}"
-            return
+            return rec
         rec.messages = self.messages_for(question, plan)
+        return rec
+
+    def lead(self, rec: TurnRecord) -> str:
+        """What the guarded guide says before its answer: that it cannot read these tokens (on the first
+        turn about an image and whenever the question is about what the picture shows)."""
+        if not rec.guarded or (self._told_cant_read and not looks_visual(rec.question)):
+            return ""
+        self._told_cant_read = True
+        return cant_read_notice(self.tokens.tokenizer) + " "
+
+    def finish(self, rec: TurnRecord, answer: str, completed: bool = True) -> None:
+        """Record the answer: history, citations, and the answer (or that it was cut off) in the audit log."""
+        rec.answer = answer
+        rec.stats = dict(self.backend.last_stats)
+        if self.tokens is not None and rec.plan is not None and rec.plan.M is not None:
+            rec.citations = resolve_citations(answer, self.tokens_at(rec.plan.M), self.vocab)
+        if completed:
+            self.history += [{"role": "user", "content": rec.question}, {"role": "assistant", "content": answer}]
+        if self.audit is not None:
+            self.audit.log_turn(self.image_id, rec.messages, answer,
+                                [{"token": c["cite"], "index": c["index"], "boxes": c["boxes"]} for c in rec.citations],
+                                backend=self.backend.name, M=rec.plan.M if rec.plan else None,
+                                dropped_turns=rec.plan.dropped_turns if rec.plan else 0,
+                                notices=rec.plan.notices if rec.plan else [], question=rec.question,
+                                completed=completed, guarded=rec.guarded, cut=rec.cut, error=rec.error)
+
+    def ask(self, question: str, temperature: float = 0.0) -> Iterator[str]:
+        """Yield the answer so far after each streamed piece; ``self.last`` holds the full record."""
+        rec = self.prepare(question)
+        if rec.error:
+            yield rec.error if not rec.question else f"⚠ {rec.error}"
+            return
+        lead = self.lead(rec)
+        if lead:
+            yield lead.strip()
+        g = GroundedRelease(self.card) if self.check else None
+        completed = False
         try:
             for piece in self.backend.stream(rec.messages, max_new_tokens=min(self.max_new_tokens, self.reserve_answer),
                                              temperature=temperature):
-                rec.answer += piece
-                yield rec.answer
+                rec.raw_answer += piece
+                if g is None:
+                    yield lead + rec.raw_answer
+                    continue
+                before = g.shown
+                g.feed(piece)
+                if g.cut:
+                    break
+                if g.shown != before:
+                    yield lead + g.shown
+            completed = True
         except BackendError as err:
             rec.error = f"The language model failed: {err}"
+            self.finish(rec, lead + (g.shown if g else rec.raw_answer), completed=False)
             yield (rec.answer + "\n\n" if rec.answer else "") + f"⚠ {rec.error}"
             return
-        rec.stats = dict(self.backend.last_stats)
-        if self.tokens is not None:
-            rec.citations = resolve_citations(rec.answer, self.tokens_at(plan.M), self.vocab)
-        self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": rec.answer}]
-        if self.audit is not None:
-            self.audit.log_turn(self.image_id, rec.messages, rec.answer,
-                                [{"token": c["cite"], "index": c["index"], "boxes": c["boxes"]} for c in rec.citations],
-                                backend=self.backend.name, M=plan.M, dropped_turns=plan.dropped_turns,
-                                notices=plan.notices)
+        finally:
+            if not completed and rec.error is None and self.audit is not None:   # the visitor left mid-answer
+                rec.error = "cut off before the answer ended"
+                self.finish(rec, lead + (g.shown if g else rec.raw_answer), completed=False)
+        final = g.final(rec.question) if g is not None else rec.raw_answer
+        if g is not None:
+            rec.cut = g.cut
+        self.finish(rec, lead + final)
+        yield rec.answer

@@ -29,12 +29,13 @@ CARD_PREFIX = "Catalog card: "
 POINTER = re.compile(r"<IMG:([A-Za-z0-9_.\-]+)>")
 
 
-def image_block(tokens, vocab: ImageVocab | None = None) -> str:
-    """``<image><ns:v3>…</image>`` for a TokenizedImage (or an index tensor with ``vocab``)."""
+def image_block(tokens, vocab: ImageVocab | None = None, rows: bool = False) -> str:
+    """``<image><ns:v3>…</image>`` for a TokenizedImage (or an index tensor with ``vocab``); ``rows``: one
+    line per grid row (a newline ends each row, as the version-2 adapters are trained)."""
     if vocab is None:
         vocab = ImageVocab.for_tokenizer(tokens.tokenizer, tokens.K)
     idx = tokens.indices if hasattr(tokens, "indices") else tokens
-    return vocab.to_text(idx)
+    return vocab.to_text(idx, rows=rows)
 
 
 def system_prompt(image_text: str | None = None, card: str | None = None, persona: str = GUIDE_PERSONA) -> str:

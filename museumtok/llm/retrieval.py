@@ -49,8 +49,7 @@ class Match:
 
     @property
     def card(self) -> str | None:
-        e = self.entry
-        return None if e is None else f"{e.title} by {e.artist} ({e.year}), {e.medium}."
+        return None if self.entry is None else self.entry.card()
 
     def message(self, threshold: float) -> str:
         if self.entry is not None:

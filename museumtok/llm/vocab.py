@@ -67,10 +67,14 @@ class ImageVocab:
     def tokens(self) -> list[str]:
         return [self.token(k) for k in range(self.K)]
 
-    def to_text(self, indices: torch.Tensor | Sequence[int], delimiters: bool = True) -> str:
-        """Indices (any shape, read row-major) -> "<image><v3><v17>…</image>"."""
-        flat = torch.as_tensor(indices).reshape(-1).tolist()
-        body = "".join(self.token(k) for k in flat)
+    def to_text(self, indices: torch.Tensor | Sequence[int], delimiters: bool = True, rows: bool = False) -> str:
+        """Indices (any shape, read row-major) -> "<image><v3><v17>…</image>"; ``rows``: a (h, w) grid is
+        written row by row, each row ended by a newline (the grid format of Chameleon/Emu3)."""
+        idx = torch.as_tensor(indices)
+        if rows and idx.dim() == 2:
+            body = "".join("".join(self.token(k) for k in r.tolist()) + "\n" for r in idx)
+        else:
+            body = "".join(self.token(k) for k in idx.reshape(-1).tolist())
         return f"{IMAGE_START}{body}{IMAGE_END}" if delimiters else body
 
     def parse_token(self, text: str) -> int:
@@ -136,11 +140,11 @@ class ImageVocab:
             ids = torch.cat([torch.tensor([self.start_id]), ids, torch.tensor([self.end_id])])
         return ids
 
-    def from_ids(self, ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """LLM ids -> indices; ``<image>``/``</image>`` are skipped, any other id is an error."""
+    def from_ids(self, ids: torch.Tensor | Sequence[int], row_end: int | None = None) -> torch.Tensor:
+        """LLM ids -> indices; ``<image>``/``</image>`` (and ``row_end`` ids) are skipped, any other id is an error."""
         self._need_attached()
         ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
-        ids = ids[(ids != self.start_id) & (ids != self.end_id)]
+        ids = ids[(ids != self.start_id) & (ids != self.end_id) & (ids != (-1 if row_end is None else row_end))]
         k = ids - self.token_offset
         bad = (k < 0) | (k >= self.K)
         if bad.any():

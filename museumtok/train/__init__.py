@@ -74,9 +74,10 @@ def add_config_arguments(parser, config_cls) -> None:
     for f in dataclasses.fields(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        flag = {"nargs": "?", "const": "true"} if isinstance(default, bool) else {}   # `--resume` = `--resume true`
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", default=None,
                             metavar=type(default).__name__.upper() if default is not None else "VALUE",
-                            help=f"(default: {default})")
+                            help=f"(default: {default})", **flag)
 
 
 def config_from_args(config_cls, args) -> Any:

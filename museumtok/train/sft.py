@@ -1,14 +1,24 @@
-"""``museumtok train sft``: LoRA SFT of the embedded LLM on image-token QA (§7.2–7.3), with an ablation.
+"""``museumtok train sft``: LoRA SFT of the embedded LLM into a museum guide that reads image tokens
+(§7.1–7.3, version 2 of the adapter format).
 
-Trains on random crops of the TRAIN artworks; evaluates on crops of the held-out TEST artworks
-(pixel questions) with the real tokens, the same tokens shuffled, and no image, plus catalog facts
-on fresh crops of the training works. Writes the adapter (a few MB) and its card.
+Data (:mod:`museumtok.llm.guide`): random crops of the TRAIN artworks, tokenized once by the frozen image
+tokenizer; each training dialogue is one crop with, at random, its catalog card or the "not in the
+catalog" line, and three Visitor/Guide turns whose answers are sentences built from the crop's pixels
+(colour, brightness, warmth, where the light falls, top/bottom colours), copied from the card (title,
+artist, date, medium), refusals, and 2–3 sentence descriptions; English and Vietnamese phrasings. Some
+dialogues hold no image, so the guide learns to say it cannot see rather than guess.
+
+Training is resumable (``--resume``: the adapter, optimiser, step and loss log live in a state folder
+under the cache; the data of step t is a function of (seed, t), so a resumed run sees what an unbroken
+one would). ``museumtok eval chat --adapter <folder> --write-card`` measures the result.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,23 +34,41 @@ from . import register_trainer
 class SFTConfig:
     tokenizer: str = "lloyd-patch-k1024"   # frozen image tokenizer (registry name)
     llm: str = "embedded"                  # base LLM: "embedded" (SmolLM2 on CPU) or "hf:<path or Hub id>" (CUDA bf16 on a GPU)
-    M: int = 64                            # image tokens per crop (short sequences on CPU)
+    M: int = 64                            # image tokens per crop in training (short sequences on CPU)
     init: str = "words"                    # image rows start as "mean" (HF default) or as each code's colour "words"
-    r: int = 8                             # LoRA rank
-    alpha: int = 16                        # LoRA alpha (scale alpha / r)
-    lr: float = 5e-4                       # AdamW learning rate of the LoRA factors
-    emb_lr: float = 2e-3                   # AdamW learning rate of the image-row delta ΔE
+    r: int = 16                            # LoRA rank
+    alpha: int = 32                        # LoRA alpha (scale alpha / r)
+    lr: float = 5e-4                       # peak AdamW learning rate of the LoRA factors
+    emb_lr: float = 2e-3                   # peak AdamW learning rate of ΔE and the position embedding
+    warmup: int = 20                       # linear warm-up steps, then cosine decay to 10% at `steps`
     batch: int = 8                         # dialogues (crops) per step
-    steps: int = 400                       # maximum optimiser steps
-    max_minutes: float = 12.0              # stop training after this wall time (whichever first)
-    train_crops: int = 800                 # random training crops (each gives one multi-turn dialogue)
-    catalog_frac: float = 0.3              # probability a crop's dialogue also asks each catalog question
-    eval_crops: int = 30                   # held-out test-split crops for the pixel questions
-    eval_catalog_crops: int = 20           # fresh crops of training works for the catalog questions
-    seed: int = 0                          # seeds crops, shuffles and init
-    threads: int = 1                       # torch threads (1 on the shared CPU box)
+    steps: int = 1200                      # total optimiser steps of the run, resumed segments included
+    max_minutes: float = 60.0              # stop this segment after this wall time (resume later)
+    pool_crops: int = 3000                 # random TRAIN crops tokenized once at the start
+    turns: int = 3                         # Visitor/Guide turns per dialogue
+    card_frac: float = 0.6                 # share of dialogues whose prompt holds the work's catalog card
+    no_image_frac: float = 0.08            # share of dialogues without image tokens (the guide says it cannot see)
+    vi_share: float = 0.25                 # share of questions asked in Vietnamese
+    pos2d: int = 8                         # bins per axis of the 2-D position embedding (0: none)
+    row_ends: bool = True                  # a "\n" token after each grid row (Chameleon/Emu3 style)
+    bf16: bool = True                      # bf16 autocast (weights stay fp32); on CPUs with bf16 units only
+    save_every: int = 25                   # save the adapter and the training state every this many steps
+    resume: bool = False                   # continue the run in `out` from its saved state
+    seed: int = 0                          # seeds crops, dialogues and init
+    threads: int = 2                       # torch threads
     out: str | None = None                 # output folder; default data/checkpoints/sft-<llm>-<tokenizer family>
-    log: str | None = None                 # JSON-lines loss log path (optional)
+    log: str | None = None                 # JSON-lines loss log path (optional; the state keeps one too)
+    # version-1 evaluation helpers below (candidate ranking) read these
+    eval_crops: int = 30                   # held-out crops for `evaluate_adapter` (version-1 ablation)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU advertises AVX-512 BF16 or AMX (where bf16 autocast pays off)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def make_examples(cfg: SFTConfig, tok, split: str, n_crops: int, kinds, rng: random.Random, entries_images=None):
@@ -73,116 +101,198 @@ def evaluate(pm, hf_tok, vocab, pixel_ex, catalog_ex, titles, artists, seed: int
     return rows
 
 
-@register_trainer("sft", SFTConfig, "LoRA SFT of the embedded LLM to read image tokens, with an ablation (§7)")
+@dataclass
+class Crop:
+    entry: object                 # CatalogEntry of the artwork
+    indices: torch.Tensor         # (h, w) token grid of the crop
+    facts: dict                   # guide.visual_facts of the crop's pixels
+
+
+def crop_pool(tok, M: int, n: int, seed: int, split: str = "train", batch: int = 64) -> list[Crop]:
+    """``n`` random crops of one split at the tokenizer's working size for M, tokenized (frozen) once."""
+    from ..llm.guide import visual_facts
+    from ..llm.sft_data import load_split, random_crops
+
+    entries, images = load_split(split)
+    crops = random_crops(entries, images, n, tok.working_size(M), random.Random(seed))
+    out: list[Crop] = []
+    for s in range(0, n, batch):
+        chunk = crops[s:s + batch]
+        with torch.no_grad():
+            idx = tok.encode_tensor(torch.stack([c for _, c in chunk]), M)          # (B, h, w)
+        out += [Crop(e, i.clone(), visual_facts(c)) for (e, c), i in zip(chunk, idx)]
+    return out
+
+
+def step_batch(cfg: SFTConfig, pool: list[Crop], step: int, hf_tok, vocab, row_end: int | None):
+    """The (input_ids, labels) pairs of training step ``step``: a pure function of (cfg.seed, step)."""
+    from ..llm.guide import Card, sample_dialogue
+    from ..llm.sft import encode_guide_dialogue, image_ids
+
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    pairs = []
+    for _ in range(cfg.batch):
+        c = pool[rng.randrange(len(pool))]
+        card = Card.of(c.entry) if rng.random() < cfg.card_frac else None
+        seen = rng.random() >= cfg.no_image_frac
+        turns = sample_dialogue(rng, c.facts if seen else None, card, cfg.turns, cfg.vi_share)
+        img = image_ids(vocab, c.indices, row_end) if seen else []
+        pairs.append(encode_guide_dialogue(img, card.text() if card else None, turns, hf_tok))
+    return pairs
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from 1 to 0.1 at ``total``."""
+    if step <= warmup:
+        return step / max(1, warmup)
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def state_dir(name: str) -> Path:
+    from ..paths import cache_dir
+
+    return cache_dir("train-state", name)
+
+
+@register_trainer("sft", SFTConfig, "LoRA SFT of the embedded LLM into the museum guide that reads image tokens (§7)")
 def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     import museumtok
-    from ..cards import markdown_table, write_model_card
+    from ..cards import write_model_card
     from ..llm.backend import TransformersBackend, make_backend
-    from ..llm.sft import (AdapterConfig, add_adapter, code_words, collate, encode_dialogue, save_adapter, sft_loss,
-                           trainable_parameters, word_init_delta)
-    from ..llm.sft_data import CATALOG_KINDS, PIXEL_KINDS, load_split
+    from ..llm.sft import (AdapterConfig, add_adapter, answer_only_loss, code_words, collate, load_adapter,
+                           newline_id, save_adapter, trainable_parameters, word_init_delta, word_init_positions)
     from ..llm.vocab import ImageVocab
     from ..paths import CHECKPOINT_DIR
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
     t0 = time.time()
     tok = museumtok.load(cfg.tokenizer)
     backend = make_backend(cfg.llm)
     if not isinstance(backend, TransformersBackend):
         raise ValueError(f"--llm {cfg.llm!r} is not a local transformers model; SFT needs its weights")
     model, hf_tok = backend.model, backend.tokenizer
-    vocab = ImageVocab.for_tokenizer(cfg.tokenizer, tok.K)
-    vocab.attach(model, hf_tok)
-    acfg = AdapterConfig(r=cfg.r, alpha=cfg.alpha, tokenizer=cfg.tokenizer, K=tok.K, M=cfg.M, base=backend.name)
-    pm, delta = add_adapter(model, vocab, acfg)
-    if cfg.init == "words":
-        word_init_delta(pm, delta, hf_tok, code_words(tok, cfg.M))
-    elif cfg.init != "mean":
-        raise ValueError(f"init must be 'mean' or 'words', got {cfg.init!r}")
-
-    train_split = load_split("train")
-    train_ex = make_examples(cfg, tok, "train", cfg.train_crops, PIXEL_KINDS + CATALOG_KINDS, rng, train_split)
-    by_crop: dict[int, list] = {}
-    for e in train_ex:
-        by_crop.setdefault(e.crop, []).append(e)
-    pool = []                                   # one dialogue per crop: its pixel questions (+ catalog ones sometimes)
-    for exs in by_crop.values():
-        d = [e for e in exs if e.kind in PIXEL_KINDS] + [e for e in exs if e.kind in CATALOG_KINDS
-                                                         and rng.random() < cfg.catalog_frac]
-        rng.shuffle(d)
-        pool.append(d)
-    pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else hf_tok.eos_token_id
-    enc = [encode_dialogue(d, hf_tok, vocab) for d in pool]
-
-    lora = [p for p in pm.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": [delta.delta], "lr": cfg.emb_lr}],
-                            weight_decay=0.0)
-    n_train = sum(p.numel() for p in trainable_parameters(pm, delta))
-    losses = []
-    t_train = time.time()
-    log = open(cfg.log, "a") if cfg.log else None
-    pm.train()
-    step = 0
-    for step in range(1, cfg.steps + 1):
-        i = ((step - 1) * cfg.batch) % len(enc)
-        batch = collate(enc[i:i + cfg.batch] or enc[:cfg.batch], pad)
-        loss = sft_loss(pm, batch)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable_parameters(pm, delta), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        if log:
-            log.write(json.dumps({"step": step, "loss": losses[-1], "t": time.time() - t_train}) + "\n")
-            log.flush()
-        if time.time() - t_train > cfg.max_minutes * 60:
-            break
-    train_s = time.time() - t_train
-
     name = adapter_name(backend.name, cfg.tokenizer)
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
-    acfg.extra = {"steps": step, "dialogues_seen": step * cfg.batch, "trainable_parameters": n_train}
-    save_adapter(out, pm, delta, acfg)
+    sdir = state_dir(out.resolve().as_posix().strip("/").replace("/", "_"))
+    row_end = newline_id(hf_tok) if cfg.row_ends else None
+    vocab = ImageVocab.for_tokenizer(cfg.tokenizer, tok.K)
+    progress = {"step": 0, "segments": [], "losses": []}
+    if cfg.resume:
+        if not (sdir / "progress.json").is_file():
+            raise FileNotFoundError(f"--resume: no saved state in {sdir}; start without --resume")
+        progress = json.loads((sdir / "progress.json").read_text())
+        pm, delta, vocab, acfg = load_adapter(sdir / "adapter", model, hf_tok)
+        for n_, p in pm.named_parameters():
+            p.requires_grad_("lora_" in n_)
+    else:
+        vocab.attach(model, hf_tok)
+        acfg = AdapterConfig(r=cfg.r, alpha=cfg.alpha, tokenizer=cfg.tokenizer, K=tok.K, M=cfg.M, base=backend.name,
+                             version=2, pos2d=cfg.pos2d, row_ends=cfg.row_ends)
+        pm, delta = add_adapter(model, vocab, acfg, row_end_id=row_end)
+        if cfg.init == "words":
+            word_init_delta(pm, delta, hf_tok, code_words(tok, cfg.M))
+            word_init_positions(pm, delta, hf_tok)
+        elif cfg.init != "mean":
+            raise ValueError(f"init must be 'mean' or 'words', got {cfg.init!r}")
+    params = trainable_parameters(pm, delta)
+    lora = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": delta.parameters_to_train(), "lr": cfg.emb_lr}],
+                            weight_decay=0.0)
+    if cfg.resume and (sdir / "optimizer.pt").is_file():
+        opt.load_state_dict(torch.load(sdir / "optimizer.pt", weights_only=True))
+    t_pool = time.time()
+    pool = crop_pool(tok, cfg.M, cfg.pool_crops, cfg.seed)
+    pool_s = time.time() - t_pool
+    pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else hf_tok.eos_token_id
+    bf16 = cfg.bf16 and (torch.cuda.is_available() or cpu_has_bf16())
+    n_train = sum(p.numel() for p in params)
 
-    # ---- evaluation --------------------------------------------------------------------------------
-    t_eval = time.time()
-    erng = random.Random(cfg.seed + 1)
-    test_ex = make_examples(cfg, tok, "test", cfg.eval_crops, PIXEL_KINDS, erng)
-    cat_ex = make_examples(cfg, tok, "train", cfg.eval_catalog_crops, CATALOG_KINDS, erng, train_split)
-    titles = sorted({e.title for e in train_split[0]})
-    artists = sorted({e.artist for e in train_split[0]})
-    rows = evaluate(pm, hf_tok, vocab, test_ex, cat_ex, titles, artists, cfg.seed)
-    eval_s = time.time() - t_eval
-    wall = time.time() - t0
+    stop = {"now": False}
+    def _stop(signum, frame):           # SIGTERM/SIGINT: finish the step, save, leave resumable
+        stop["now"] = True
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log = open(cfg.log, "a") if cfg.log else None
+
+    def save_state():
+        sdir.mkdir(parents=True, exist_ok=True)
+        acfg.extra = {"steps": progress["step"], "trainable_parameters": n_train}
+        save_adapter(sdir / "adapter", pm, delta, acfg)
+        torch.save(opt.state_dict(), sdir / "optimizer.pt")
+        (sdir / "progress.json").write_text(json.dumps(progress))
+
+    seg = {"start_step": progress["step"], "command": command, "started": time.strftime("%Y-%m-%d %H:%M"),
+           "bf16": bf16, "threads": cfg.threads}
+    t_train = time.time()
+    pm.train()
+    step = progress["step"]
+    try:
+        while step < cfg.steps and not stop["now"] and time.time() - t_train < cfg.max_minutes * 60:
+            step += 1
+            f = lr_factor(step, cfg.warmup, cfg.steps)
+            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = cfg.lr * f, cfg.emb_lr * f
+            batch = collate(step_batch(cfg, pool, step, hf_tok, vocab, row_end), pad)
+            loss = answer_only_loss(pm, batch, bf16=bf16)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            progress["step"] = step
+            progress["losses"].append(round(loss.item(), 4))
+            if log:
+                log.write(json.dumps({"step": step, "loss": progress["losses"][-1], "t": time.time() - t_train}) + "\n")
+                log.flush()
+            if step % 10 == 0:
+                print(f"step {step}/{cfg.steps}  loss {sum(progress['losses'][-10:]) / 10:.3f}  "
+                      f"{(time.time() - t_train) / max(1, step - seg['start_step']):.1f} s/step", flush=True)
+            if step % cfg.save_every == 0:
+                seg_now = dict(seg, end_step=step, train_s=round(time.time() - t_train))
+                progress["current"] = seg_now
+                save_state()
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if log:
+            log.close()
+    train_s = time.time() - t_train
+    progress.pop("current", None)
+    progress["segments"].append(dict(seg, end_step=step, train_s=round(train_s), pool_s=round(pool_s)))
+    save_state()
+
+    # the adapter and its card (the evaluation table is added by `museumtok eval chat --write-card`)
+    acfg.extra = {"steps": step, "dialogues_seen": step * cfg.batch, "trainable_parameters": n_train,
+                  "segments": progress["segments"]}
+    save_adapter(out, pm, delta, acfg)
+    losses = progress["losses"]
     (out / "losses.json").write_text(json.dumps(losses))
-    curve = ", ".join(f"{l:.3f}" for l in losses[:: max(1, len(losses) // 12)])
+    every = max(1, len(losses) // 12)
+    curve = ", ".join(f"{sum(losses[i:i + every]) / len(losses[i:i + every]):.3f}" for i in range(0, len(losses), every))
+    chain = "; ".join(f"steps {g['start_step']}→{g['end_step']} in {g['train_s'] / 60:.0f} min ({g['started']}, "
+                      f"{'bf16' if g['bf16'] else 'fp32'}, {g['threads']} threads)" for g in progress["segments"])
+    wall = sum(g["train_s"] for g in progress["segments"])
     write_model_card(
         out, name,
-        summary=(f"LoRA adapter (r={cfg.r}, alpha={cfg.alpha}, q/k/v/o projections) plus a trainable delta on the "
-                 f"{tok.K + 2} image-token embedding rows of SmolLM2-135M-Instruct, so that it reads "
-                 f"`{cfg.tokenizer}` image tokens (M={cfg.M}); tokenizer and base weights frozen (§7.2–7.3). "
-                 + ("Image rows start as the embedding of each codeword's colour word (`--init words`: code k's "
-                    "decoded patch → its dominant palette colour → that word's embedding). " if cfg.init == "words"
-                    else "Image rows start as the mean embedding (`--init mean`). ") +
-                 f"{n_train:,} trainable parameters. Load with `museumtok.llm.sft.load_adapter`."),
-        data=(f"{sum(map(len, pool))} QA pairs in {len(pool)} dialogues from {cfg.train_crops} random crops (scale, crop, flip) of the "
-              f"{len(train_split[0])} TRAIN-split artworks; answers computed from the pixels (dominant colour, "
-              f"bright/dark, warm/cool, brightest side) + catalog title/artist ({cfg.catalog_frac:.0%}); "
-              f"prompts in §7.3's form `<image>…</image>\\nVisitor: …\\nGuide: answer` (one crop = one multi-turn dialogue)"),
-        steps=f"{step} AdamW steps × batch {cfg.batch} ({step * cfg.batch} dialogues, "
-              f"{step * cfg.batch / max(1, len(pool)):.2f} epochs); loss every ~{max(1, len(losses) // 12)} steps: {curve}",
-        wall_time_s=wall, metrics=rows, command=command,
-        extra=(f"\nAccuracy by ranking the candidate answers' log-likelihoods. Pixel questions on {cfg.eval_crops} "
-               f"random crops of the {len(load_split('test')[0]) if False else 'held-out TEST-split'} artworks "
-               f"(never trained on): `real` = the crop's tokens, `shuffled` = the same tokens in a random order, "
-               f"`none` = no image. Catalog questions on {cfg.eval_catalog_crops} fresh crops of training works "
-               f"(candidates: all training titles / artists). `chance` = 1/#candidates, `majority` = the most "
-               f"frequent answer's share in the evaluation set. Training {train_s:.0f} s, evaluation {eval_s:.0f} s.\n"),
+        summary=(f"The museum guide: a LoRA adapter (r={acfg.r}, alpha={acfg.alpha}, q/k/v/o) plus trainable rows for the "
+                 f"{tok.K + 2} image tokens of `{cfg.tokenizer}`"
+                 + (f" and a 2-D position embedding ({acfg.pos2d} bins per axis)" if acfg.pos2d else "")
+                 + f" on SmolLM2-135M-Instruct, trained at M={acfg.M}"
+                 + (" with a row-end token after each grid row" if acfg.row_ends else "")
+                 + f" (format version {acfg.version}). It answers in sentences: what the picture shows from the "
+                 "tokens, who/what/when from the catalog card in the prompt, \"I can't tell\" for what neither says. "
+                 f"{n_train:,} trainable parameters; tokenizer and base weights frozen. Loaded by the chat for "
+                 f"`{cfg.tokenizer}` tokens."),
+        data=(f"{cfg.pool_crops} random crops (scale, crop, flip) of the 80 TRAIN-split artworks, tokenized once; per step "
+              f"{cfg.batch} dialogues of {cfg.turns} Visitor/Guide turns drawn from them (card in the prompt for "
+              f"{cfg.card_frac:.0%}, no image for {cfg.no_image_frac:.0%}, Vietnamese questions {cfg.vi_share:.0%}); "
+              "answers built by `museumtok.llm.guide` from the crop's pixels and the card; the evaluation's "
+              "phrasings and the TEST/Kodak images are never trained on"),
+        steps=f"{step} AdamW steps × {cfg.batch} dialogues; chain: {chain}; mean loss per ~{every} steps: {curve}",
+        wall_time_s=wall, metrics=[], command=command,
+        extra="\n<!-- eval-chat:start -->\nNot evaluated yet: `museumtok eval chat --adapter " + str(out) + " --write-card`.\n<!-- eval-chat:end -->\n",
+        facts={"segments": progress["segments"], "config": asdict(cfg)},
     )
-    if log:
-        log.close()
+    print(f"{out}: {step} steps; state in {sdir} (resume with --resume)")
     return out
 
 

@@ -7,4 +7,7 @@ register(RegistryEntry(
     target="museumtok.tokenizers.vqgan:VQGANTokenizer",
     description="VQ-GAN (Esser et al. 2021): vqvae-f8-k1024's tokens, decoder fine-tuned with PatchGAN + MS-SSIM",
     chapter="4.5", supported_M=M_F8, default_M=256, checkpoint="vqgan-f8-k1024",
+    # the encoder and codebook are vqvae-f8-k1024's, unchanged (only the decoder was fine-tuned): the same
+    # tokens, so the guide reads them with the VQ-VAE's vocabulary and adapter (tests/test_guide.py checks)
+    llm_adapter="sft-smollm2-vqvae-f8-k1024", llm_vocab="vqvae-f8-k1024",
 ))

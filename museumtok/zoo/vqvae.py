@@ -15,4 +15,5 @@ register(RegistryEntry(
     target="museumtok.tokenizers.vqvae:VQVAETokenizer",
     description="VQ-VAE (van den Oord et al. 2017): conv encoder/decoder, f=8, K=1024 EMA codebook",
     chapter="4.3", supported_M=M_F8, default_M=256, checkpoint="vqvae-f8-k1024",
+    llm_adapter="sft-smollm2-vqvae-f8-k1024",      # §7 guide adapter, used when bundled
 ))

@@ -1,0 +1,1 @@
+"""Evaluations that measure what a user meets: ``museumtok eval chat`` (the guide)."""
