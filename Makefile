@@ -1,11 +1,13 @@
-# museumtok: `make app` runs the Gradio app, `make test` runs the tests.
-# Both create .venv on first use and install everything into it.
+# museumtok: `make app` runs the Gradio app, `make test` runs every test, `make test-fast` the quick ones.
+# All create .venv on first use and install everything into it.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# make test-fast: no notebooks, no browser, no app subprocess, no real LLM, no `slow` test (markers: pyproject.toml)
+FAST   := not slow and not browser and not notebook and not server and not llm
 
-.PHONY: app test notebooks lab bench clean-venv
+.PHONY: app test test-fast notebooks lab bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +21,12 @@ app: $(STAMP)
 	$(PY) app.py
 
 test: $(STAMP)
+	@echo "make test: every test (notebooks, browser, the real LLM, the environment build): about 7 min on 2 CPU cores; quick check: make test-fast"
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	@echo "make test-fast: unit tests only (about 1.5 min on 2 CPU cores); make test runs everything"
+	$(PY) -m pytest -q -m "$(FAST)"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

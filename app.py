@@ -31,7 +31,9 @@ def tokenize_tab():
         with gr.Column(scale=1):
             upload = gr.File(label="Upload an image (JPEG, PNG, WebP, TIFF, GIF; ≤ 50 MB, ≤ 40 MP)",
                              file_types=["image", ".tif", ".tiff"], type="filepath", elem_id="upload")
-            gallery = gr.Gallery(value=cb.catalog_gallery(), label="…or pick an artwork from the catalog",
+            items = cb.catalog_gallery()
+            gr.Markdown(cb.catalog_hint(items), visible=not items, elem_id="catalog-hint")
+            gallery = gr.Gallery(value=items, label=cb.gallery_label(items),
                                  columns=6, height=260, allow_preview=False, elem_id="gallery")
             tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="tokenizer")
             m_range = cb.m_slider_range(first) if first else None

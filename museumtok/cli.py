@@ -297,19 +297,38 @@ def _bench(sub):
 
     def run(args):
         from .bench import DEFAULT_SETS, run_bench
+        from .paths import museumtok_command, no_images_hint
 
+        if not _catalog_images_present():
+            print(f"error: {no_images_hint()}", file=sys.stderr)
+            return 2
         res = run_bench(args.sets or DEFAULT_SETS, args.names, args.limit, args.out, fast=args.fast or None,
                         progress=not args.quiet, plots=not args.no_plots,
-                        command="python -m museumtok " + " ".join(sys.argv[1:] if argv_is_cli() else ["bench"]))
+                        command=museumtok_command() + " " + " ".join(sys.argv[1:] if argv_is_cli() else ["bench"]))
         print(f"{len(res.rows)} rows ({res.computed} measured, {res.cached} cached) in {res.wall_s:.1f} s "
               f"-> {res.md_path}", file=sys.stderr)
         for s in res.skipped:
             print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
         for e in res.errors:
             print(f"error {e['key']}: {e['error']}", file=sys.stderr)
+        if any(e["error"].startswith("DataNotFound") for e in res.errors):
+            print(no_images_hint(), file=sys.stderr)
         return 1 if res.errors else 0
 
     p.set_defaults(func=run)
+
+
+def _catalog_images_present() -> bool:
+    """True when at least one image of the catalog in force is found (see ``paths.image_roots``)."""
+    from .data.catalog import DataNotFound, load_catalog
+
+    for e in load_catalog():
+        try:
+            e.find()
+            return True
+        except DataNotFound:
+            pass
+    return False
 
 
 def argv_is_cli() -> bool:
@@ -399,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
+        from .data.catalog import DataNotFound
+
+        if isinstance(err, DataNotFound):          # a command that needs the catalog's images
+            from .paths import no_images_hint
+
+            print(no_images_hint(), file=sys.stderr)
         return 2
 
 

@@ -1,12 +1,14 @@
 """Where museumtok finds its repository files, images, checkpoints and caches.
 
-Images are never committed: they are looked up, in order, in ``data/images/`` (what
-``museumtok data fetch`` downloads), in ``$MUSEUMTOK_DATA`` and in ``../shared/data`` beside the
-repository. Caches (the converted LLM, downloaded weights) live under ``~/.cache/museumtok``.
+Images are never committed: they are looked up, in order, in ``$MUSEUMTOK_DATA`` (when set: your
+choice wins), in ``data/images/`` (what ``museumtok data fetch`` downloads) and in ``../shared/data``
+beside the repository (see :func:`image_roots`). Caches (the converted LLM, downloaded weights) live
+under ``~/.cache/museumtok``.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 #: The repository root (the folder holding ``museumtok/``, ``data/`` and ``app.py``).
@@ -43,18 +45,39 @@ def _origin_checkout() -> Path | None:
 def image_roots() -> list[Path]:
     """Folders searched for images, first match wins. Each holds ``artworks/`` and ``kodak/``.
 
-    ``data/images`` (downloads), ``$MUSEUMTOK_DATA``, ``../shared/data`` beside the repository and,
-    for a local clone, ``../shared/data`` beside the checkout it was cloned from.
+    In this order: ``$MUSEUMTOK_DATA`` (when set, so it overrides a download), ``data/images``
+    (``museumtok data fetch``), ``../shared/data`` beside the repository and, for a local clone,
+    ``../shared/data`` beside the checkout it was cloned from. A file missing from one folder is
+    looked up in the next (``MUSEUMTOK_DATA`` may hold only ``artworks/``).
     """
-    roots = [DOWNLOAD_DIR]
+    roots = []
     env = os.environ.get("MUSEUMTOK_DATA")
     if env:
         roots.append(Path(env))
+    roots.append(DOWNLOAD_DIR)
     roots.append(REPO_ROOT.parent / "shared" / "data")
     origin = _origin_checkout()
     if origin is not None and origin.resolve() != REPO_ROOT.resolve():
         roots.append(origin.parent / "shared" / "data")
     return roots
+
+
+def museumtok_command() -> str:
+    """How to type the ``museumtok`` command here: ``.venv/bin/museumtok`` when this interpreter is
+    the repository's ``.venv`` (``make`` never activates it), else ``museumtok`` (an activated env)."""
+    try:
+        if Path(sys.prefix).resolve() == (REPO_ROOT / ".venv").resolve():
+            return ".venv/bin/museumtok"
+    except OSError:
+        pass
+    return "museumtok"
+
+
+def no_images_hint() -> str:
+    """What to do when no catalog image is found (shown by the app and the command line)."""
+    return (f"No catalog images found: run `{museumtok_command()} data fetch` (downloads them into data/images/, "
+            f"checksum-verified) or set MUSEUMTOK_DATA to a folder holding artworks/ and kodak/. "
+            f"Searched: {', '.join(str(r) for r in image_roots())}.")
 
 
 def cache_dir(*parts: str) -> Path:

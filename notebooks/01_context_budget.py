@@ -30,6 +30,41 @@
 # Everything is computed by `museumtok.llm.budget.ContextBudget`, the same object the app's budget
 # bar uses.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Notebook này trả lời câu hỏi ở chương 1 của bài tổng quan: GPU chỉ chứa được ngữ cảnh 4k token, vậy
+# 10 ảnh (mỗi ảnh 256 token) cùng 1500 từ mô tả có vừa không? Mỗi ảnh tốn $M$ token cộng hai dấu phân
+# cách, mỗi từ tiếng Anh khoảng 1,33 token, nên tổng cộng là 4575 token — vượt cửa sổ 4096 token. Anh
+# chị sẽ kéo các thanh trượt (số ảnh, $M$, số từ, kích thước ngữ cảnh, phần chừa cho câu trả lời) và
+# xem thanh ngân sách chuyển sang đỏ khi bị tràn. Phần cuối dùng bộ đếm FLOP của PyTorch để kiểm tra
+# rằng chi phí chú ý tăng theo bình phương độ dài chuỗi, và cho thấy giảm $M$ từ 256 xuống 64 chỉ bớt
+# khoảng một phần tư chi phí này chứ không phải 4 lần.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | token | token | — |
+# | token ảnh | image token | — |
+# | số token ảnh | number of image tokens | $M$ |
+# | số token văn bản | number of text tokens | $L$ |
+# | mô hình ngôn ngữ lớn | large language model (LLM) | — |
+# | cửa sổ ngữ cảnh | context window | — |
+# | ngân sách ngữ cảnh | context budget | $\text{ảnh}\cdot(M+2) + \text{văn bản}$ |
+# | dấu phân cách ảnh | image delimiters | `<image>`, `</image>` |
+# | mã hoá cặp byte | byte-pair encoding (BPE) | — |
+# | tự chú ý | self-attention | — |
+# | độ dài chuỗi | sequence length | $n = M + L$ |
+# | chiều nhúng của LLM | LLM embedding (hidden) dimension | $d$ |
+# | phép toán dấu phẩy động | floating-point operation (FLOP) | FLOP |
+# | chi phí chú ý bậc hai | quadratic attention cost | $4 d n^2$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import torch
 from IPython.display import Markdown, display

@@ -31,6 +31,41 @@
 # Every fact was checked against the paper's arXiv page, its proceedings page or the authors' own
 # repository; where a fact could not be confirmed the row says **unverified**.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 2 của bài tổng quan là bảng mốc thời gian 13 công trình (2017–2024) về nén ảnh thành token và
+# đưa token vào LLM. Notebook đặt các công trình này lên một bản đồ tương tác: năm công bố, số token
+# cho mỗi ảnh và họ phương pháp, với số liệu đã đối chiếu lại với bài báo gốc. Anh chị sẽ xem bảng
+# đính chính — những chỗ bài tổng quan ghi khác bài báo (tác giả, nơi công bố, năm, mã arXiv, số liệu,
+# phép tính) — lọc theo loại lỗi, và xem từng phép tính được tính lại. Kết luận chính: xu hướng không
+# phải là "ngày càng ít token"; các mô hình mở năm 2024 dùng nhiều token hơn để đọc được tài liệu và
+# biểu đồ.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | đính chính | errata (erratum) | — |
+# | nguồn sơ cấp | primary source | — |
+# | chưa xác minh | unverified | — |
+# | họ phương pháp | method family | — |
+# | nơi công bố | venue | — |
+# | mã arXiv | arXiv identifier | — |
+# | mô hình thị giác–ngôn ngữ | vision–language model (VLM) | — |
+# | codec nơ-ron | neural (learned) codec | — |
+# | tỉ số nén | compression ratio | — |
+# | nạp trước | prefill | — |
+# | số tham số | number of parameters | $N$ |
+# | chiều khoá–giá trị | key/value width | $d_{kv}$ |
+# | chiều tầng MLP | MLP (feed-forward) width | $d_{ff}$ |
+# | thông lượng | throughput | FLOP/s |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

@@ -30,6 +30,50 @@
 # 5. a real rate–distortion curve: JPEG and WebP on the Kodak images, with bits counted from the
 #    files they actually write.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 3 đặt nền toán học cho cả dự án: mọi bộ token hoá và mọi codec đều đánh đổi tốc độ bit $R$
+# (tốn bao nhiêu bit) lấy độ méo $D$ (ảnh hỏng bao nhiêu). Notebook tính entropy và độ bối rối của một
+# chuỗi mã, vẽ giới hạn Shannon $R(D)$ của nguồn Gauss bên cạnh một bộ lượng tử hoá vô hướng thật, và
+# dùng hàm Lagrange $J = D + \lambda R$ với thanh trượt $\lambda$ để chọn điểm vận hành. Anh chị sẽ so
+# PSNR, SSIM, MS-SSIM và LPIPS trên ba kiểu làm hỏng một bức tranh, vẽ đường cong tốc độ–độ méo của
+# JPEG và WebP trên bộ ảnh Kodak, và thấy mã hoá entropy biến số bit lý thuyết thành số byte thật trên
+# đĩa. Cuối notebook là một ví dụ nhỏ về mã hoá bits-back.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | tốc độ bit | rate (bit rate) | $R$ |
+# | độ méo | distortion | $D$ |
+# | thước đo độ méo | distortion measure | $d(x, \hat{x})$ |
+# | entropy | entropy | $H$ |
+# | độ bối rối | perplexity | $2^{H}$ |
+# | tần suất mã thực nghiệm | empirical code frequency | $\hat{p}_k$ |
+# | hàm tốc độ–độ méo | rate–distortion function | $R(D)$ |
+# | nguồn Gauss | Gaussian source | $X \sim \mathcal{N}(0, \sigma^2)$ |
+# | sai số bình phương trung bình | mean squared error (MSE) | — |
+# | lượng tử hoá vô hướng đều | uniform scalar quantizer | $\hat{x} = \Delta\cdot\mathrm{round}(x/\Delta)$ |
+# | hàm Lagrange | Lagrangian (rate–distortion cost) | $J = D + \lambda R$ |
+# | hệ số Lagrange | Lagrange multiplier (trade-off weight) | $\lambda$ |
+# | điểm vận hành | operating point | — |
+# | đường cong tốc độ–độ méo | rate–distortion (RD) curve | — |
+# | bit trên điểm ảnh | bits per pixel (bpp) | bpp |
+# | bit thô | raw bits | $M \log_2 K$ |
+# | mã hoá entropy | entropy coding | — |
+# | bộ mã hoá dải | range coder | — |
+# | tỉ số tín hiệu đỉnh trên nhiễu | peak signal-to-noise ratio (PSNR) | $10 \log_{10}(\mathrm{MAX}^2 / \mathrm{MSE})$ |
+# | chỉ số tương đồng cấu trúc | structural similarity (SSIM) | — |
+# | SSIM đa tỉ lệ | multi-scale SSIM (MS-SSIM) | — |
+# | độ tương đồng cảm nhận học được | learned perceptual image patch similarity (LPIPS) | — |
+# | mã hoá bits-back | bits-back coding | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

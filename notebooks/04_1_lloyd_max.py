@@ -31,6 +31,46 @@
 # - a real image tokenizer built this way: codebooks of 8×8 RGB patches from the museum's artworks
 #   (the `lloyd-patch` tokenizers in the app), and what K buys.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.1 giới thiệu cách lâu đời nhất để biến vectơ thành ký hiệu rời rạc: giữ $K$ từ mã và chỉ gửi
+# chỉ số của từ mã gần nhất. Notebook chạy thuật toán Lloyd (bước gán rồi bước cập nhật) trên 600 điểm
+# hai chiều, vẽ các ô Voronoi và kiểm tra rằng sai số không bao giờ tăng qua các vòng lặp. Anh chị sẽ
+# kéo thanh trượt để xem từng vòng lặp, kiểm tra một bước cập nhật EMA của Thuật toán 1 (Phụ lục B),
+# rồi xem một bộ token hoá thật: bảng mã gồm các mảnh 8×8 điểm ảnh học từ tác phẩm của bảo tàng, và
+# chất lượng tăng ra sao khi $K$ lớn hơn.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | lượng tử hoá vectơ | vector quantization (VQ) | — |
+# | bảng mã | codebook | $\lbrace e_k \rbrace_{k=1}^{K}$ |
+# | từ mã | code vector (codeword) | $e_k$ |
+# | kích thước bảng mã | codebook size (number of codes) | $K$ |
+# | chỉ số mã | code index | $k$ |
+# | mã gần nhất | nearest code | $k_i = \arg\min_k \lVert z_{e,i} - e_k \rVert_2^2$ |
+# | ô Voronoi | Voronoi cell | — |
+# | thuật toán Lloyd | Lloyd's algorithm (Lloyd–Max, generalized Lloyd / LBG, k-means) | — |
+# | bước gán | assignment step | — |
+# | bước cập nhật | update step | — |
+# | tâm cụm | cluster centre (centroid) | — |
+# | cực tiểu cục bộ | local minimum | — |
+# | khởi tạo k-means++ | k-means++ initialization | — |
+# | k-means theo lô nhỏ | mini-batch k-means | — |
+# | trung bình trượt luỹ thừa | exponential moving average (EMA) | — |
+# | hệ số suy giảm | decay | $\gamma$ |
+# | số phần tử của cụm | cluster size (count) | $N_k$, $n_k$ |
+# | bộ token hoá ảnh | image tokenizer | — |
+# | mảnh ảnh | patch | — |
+# | ảnh làm việc | working image | $S$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import torch
 from IPython.display import Markdown, display

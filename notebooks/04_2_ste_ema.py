@@ -35,6 +35,47 @@
 # `museumtok.quantize`, whose `VectorQuantizer` also agrees with `vector-quantize-pytorch` (see
 # `tests/test_quantize.py`).
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.2 và Phụ lục B xử lý một trở ngại: bước chọn mã gần nhất chặn gradient, nên bộ mã hoá không
+# học được. Notebook in gradient ra để thấy bộ ước lượng xuyên thẳng (STE) cho gradient đi qua, so hai
+# cách cập nhật bảng mã (tổn thất bảng mã với SGD, và trung bình trượt luỹ thừa EMA), và chỉ ra chỗ
+# Thuật toán 1 của bài tổng quan khác với VQ-VAE thật. Anh chị sẽ dùng thanh trượt để xem mã chết xuất
+# hiện và được cứu bằng cách khởi động lại, chạy từng bước Gumbel-softmax (Thuật toán 3), và làm quen
+# với hai bộ lượng tử hoá không cần bảng mã học: FSQ và LFQ.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | bộ ước lượng xuyên thẳng | straight-through estimator (STE) | $\partial z_q / \partial z_e \approx I$ |
+# | dừng gradient | stop-gradient | $\mathrm{sg}[\cdot]$ |
+# | biến ẩn liên tục | encoder output (continuous latent) | $z_e$ |
+# | biến ẩn đã lượng tử hoá | quantized latent | $z_q$ |
+# | bộ mã hoá | encoder | — |
+# | bộ giải mã | decoder | — |
+# | bộ tự mã hoá | autoencoder | — |
+# | tổn thất bảng mã | codebook loss | $\lVert \mathrm{sg}[z_e] - e_k \rVert_2^2$ |
+# | tổn thất cam kết | commitment loss | $\beta \lVert z_e - \mathrm{sg}[e_k] \rVert_2^2$ |
+# | hệ số cam kết | commitment weight | $\beta$ |
+# | hạ gradient ngẫu nhiên | stochastic gradient descent (SGD) | — |
+# | tốc độ học | learning rate | $\eta$ |
+# | tổng tích luỹ | running sum | $m_k$ |
+# | làm trơn Laplace | Laplace smoothing | $\varepsilon$ |
+# | mã chết | dead code | — |
+# | sụp đổ bảng mã | codebook collapse | — |
+# | khởi động lại mã chết | dead-code restart | $T$ |
+# | phép nới lỏng Gumbel-softmax | Gumbel-softmax relaxation | $w = \mathrm{softmax}((\ell + g)/\tau)$ |
+# | lượng tử hoá vô hướng hữu hạn | finite scalar quantization (FSQ) | $L_i$ |
+# | lượng tử hoá không tra bảng | lookup-free quantization (LFQ) | $K = 2^{d}$ |
+# | phạt entropy | entropy penalty | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 from functools import lru_cache
 

@@ -31,6 +31,36 @@
 #                                      z_q = e_k (straight-through) ─Decoder─▶ x̂ (B,3,S,S)
 # ```
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.3 trình bày VQ-VAE: bộ mã hoá biến ảnh thành lưới vectơ $z_e$, mỗi vectơ được thay bằng từ mã
+# gần nhất, rồi bộ giải mã dựng lại ảnh $\hat{x}$. Notebook tính tay ba số hạng của hàm tổn thất (tái
+# tạo, bảng mã, cam kết) và kiểm tra xem mỗi số hạng cập nhật phần nào của mô hình. Anh chị sẽ kéo
+# thanh trượt $\beta$, theo dõi độ bối rối của bảng mã trong một lần huấn luyện ngắn (có và không khởi
+# động lại mã chết), xem biểu đồ mức độ sử dụng mã của bộ token hoá `vqvae-f8-k1024` trên ảnh Kodak,
+# và thấy ảnh tái tạo xấu đi thế nào khi bảng mã bị thu nhỏ.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | VQ-VAE | VQ-VAE (vector-quantized variational autoencoder) | — |
+# | ảnh gốc | original image | $x$ |
+# | ảnh tái tạo | reconstructed image (reconstruction) | $\hat{x}$ |
+# | hàm tổn thất | loss function | $\mathcal{L}$ |
+# | tổn thất tái tạo | reconstruction loss | $\mathcal{L}_{\text{rec}}$, $\lVert x - \hat{x} \rVert_2^2$ |
+# | lưới token | token grid | $h\times w$ |
+# | hệ số giảm mẫu không gian | spatial downsampling factor | $f$ |
+# | lô | batch | $B$ |
+# | mức độ sử dụng mã | code usage (usage histogram) | — |
+# | cắt tỉa bảng mã | codebook pruning | $K'$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

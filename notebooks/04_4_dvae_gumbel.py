@@ -31,6 +31,41 @@
 #                                       └─ argmax ℓ ─▶ k   (the token at inference)
 # ```
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.4 nói về dVAE của DALL·E: thay vì tìm mã gần nhất, bộ mã hoá *lấy mẫu* một mã nhờ nhiễu
+# Gumbel. Notebook đếm trên nhiều lần rút để kiểm tra rằng mẹo Gumbel-max cho đúng phân phối softmax,
+# rồi cho anh chị kéo nhiệt độ $\tau$ để thấy mẫu chuyển từ một hỗn hợp mềm sang một lựa chọn one-hot,
+# và xem các lịch ủ nhiệt độ. Anh chị sẽ so mẫu mềm với mẫu cứng, hiểu số hạng KL tới phân phối tiên
+# nghiệm đều, xem trọng số KL ảnh hưởng tới việc dùng mã trong một lần huấn luyện ngắn, và đặt bộ
+# token hoá `dvae-f8-k1024` cạnh `vqvae-f8-k1024`.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | VAE rời rạc | discrete VAE (dVAE) | — |
+# | nhiễu Gumbel | Gumbel noise | $g = -\log(-\log U)$ |
+# | mẹo Gumbel-max | Gumbel-max trick | — |
+# | logit | logits | $\ell$ |
+# | softmax | softmax | — |
+# | nhiệt độ | temperature | $\tau$ |
+# | ủ nhiệt độ | temperature annealing | $\tau$: 1 → 1/16 |
+# | mẫu mềm | soft sample | $w$ |
+# | mẫu cứng | hard sample (straight-through Gumbel) | — |
+# | vectơ one-hot | one-hot vector | — |
+# | phân kỳ Kullback–Leibler | Kullback–Leibler divergence (KL) | $\mathrm{KL}(q \,\Vert\, p)$ |
+# | phân phối đều | uniform distribution | $\mathcal{U}$, $p = 1/K$ |
+# | phân phối tiên nghiệm | prior (distribution) | $p(z)$ |
+# | phân phối hậu nghiệm | posterior (distribution) | $q(z \mid x)$ |
+# | trọng số KL | KL weight | $\lambda_{\text{KL}}$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

@@ -33,6 +33,36 @@
 # L_G = |x − x̂|₁ + w_p·L_perc + L_VQ + λ·w_d·(−mean D(x̂))       L_D = ½(mean relu(1−D(x)) + mean relu(1+D(x̂)))
 # ```
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.5 giới thiệu VQ-GAN: một VQ-VAE được huấn luyện thêm với bộ phân biệt để ảnh tái tạo bớt mờ.
+# Notebook cho thấy bộ phân biệt PatchGAN chấm điểm từng vùng 70×70 điểm ảnh, tính các tổn thất bản lề
+# của bộ phân biệt và bộ sinh, và giải thích vì sao trọng số thích nghi $\lambda$ giữ cho số hạng đối
+# kháng mạnh ngang số hạng tái tạo ở lớp cuối của bộ giải mã. Anh chị sẽ kiểm chứng điều đó bằng thanh
+# trượt, biết rằng khi máy không có trọng số LPIPS thì tổn thất cảm nhận được thay bằng 1 − MS-SSIM,
+# và so VQ-GAN với VQ-VAE trên một ảnh không dùng khi huấn luyện.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | VQ-GAN | VQ-GAN | — |
+# | bộ phân biệt | discriminator | $D_\psi$, $D(\cdot)$ |
+# | bộ sinh | generator | $G$ |
+# | bộ phân biệt PatchGAN | PatchGAN discriminator | — |
+# | tổn thất đối kháng | adversarial loss | $\mathcal{L}_{\text{GAN}}$ |
+# | tổn thất bản lề | hinge loss | — |
+# | tổn thất cảm nhận | perceptual loss | $\mathcal{L}_{\text{perc}}$ |
+# | trọng số thích nghi | adaptive weight | $\lambda = \lVert \nabla_{G_L} \mathcal{L}_{\text{rec}} \rVert / (\lVert \nabla_{G_L} \mathcal{L}_{\text{GAN}} \rVert + \delta)$ |
+# | lớp cuối của bộ giải mã | decoder's last layer | $G_L$ |
+# | độ sắc nét | sharpness | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

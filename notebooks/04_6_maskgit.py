@@ -35,6 +35,41 @@
 # bundled checkpoint (if present; see its model card) or one trained for a few seconds in this notebook —
 # then its samples are **untrained-quality**: what matters is the mechanics, not the pictures.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.6 trình bày MaskGIT: một transformer hai chiều sinh lưới token ảnh bằng cách đoán nhiều token
+# bị che cùng lúc trong vài vòng, thay vì từng token một. Notebook giải thích lịch che cosin, chạy
+# giải mã song song từng bước với nhiệt độ $\tau_t$ của bài tổng quan, và dùng cùng cơ chế đó để phục
+# dựng vùng bị che (như khi có khách đứng chắn trước tranh). Anh chị sẽ kéo thanh trượt vị trí và kích
+# thước ô che, số vòng $T$ và nhiệt độ, rồi so MaskGIT với một mô hình tự hồi quy cùng kích thước về
+# số lượt tính, số bit trên token và PSNR trong vùng phục dựng. Mô hình ở đây nhỏ và được huấn luyện
+# trên CPU: hãy chú ý cơ chế, đừng đánh giá vẻ đẹp của ảnh.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | MaskGIT | MaskGIT (masked generative image transformer) | — |
+# | transformer | transformer | — |
+# | token che | mask token | `[MASK]` |
+# | lịch che | mask schedule | $\gamma(r) = \cos(\pi r / 2)$ |
+# | giải mã song song lặp | iterative parallel decoding | $T$ |
+# | độ tin cậy | confidence | — |
+# | transformer hai chiều | bidirectional transformer | — |
+# | phục dựng vùng bị che | inpainting | — |
+# | tự hồi quy | autoregressive (AR) | $p(z) = \prod_i p(z_i \mid z_{<i})$ |
+# | thứ tự quét mành | raster order | — |
+# | ép buộc bởi giáo viên | teacher forcing | — |
+# | quy tắc dây chuyền | chain rule (of probability) | $p(z) = \prod_i p(z_i \mid z_{<i})$ |
+# | độ hợp lý | likelihood | $p(x)$ |
+# | bit trên token | bits per token | $R$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 import time

@@ -26,6 +26,33 @@
 #   pan-and-zoom clip over an artwork — the measured token count equals the formula. (Untrained
 #   quality: this notebook is about shapes and arithmetic.)
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 4.7 mở rộng sang video: thời gian chỉ là thêm một trục để giảm mẫu. Notebook tính tốc độ token
+# của một bộ token hoá không gian–thời gian, token/giây $= \text{fps}/t \cdot (H/f) \cdot (W/f)$, và
+# chỉ ra rằng với chính các tham số của bài tổng quan, video 30 fps cần 1920 token mỗi giây chứ không
+# phải 512. Anh chị sẽ dùng máy tính tốc độ token với các thanh trượt, huấn luyện vài giây một bộ
+# token hoá tí hon trên các ô vuông chuyển động, rồi áp nó lên một đoạn lia–phóng trên bức tranh và
+# thấy số token đo được khớp đúng công thức.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | token video | video tokens | — |
+# | bộ token hoá không gian–thời gian | spatio-temporal tokenizer | — |
+# | tích chập 3-D | 3-D convolution | — |
+# | hệ số giảm mẫu thời gian | temporal downsampling factor | $t$ |
+# | số khung hình mỗi giây | frames per second (fps) | fps |
+# | tốc độ token | token rate | tokens/s $= \frac{\text{fps}}{t}\cdot\frac{H}{f}\cdot\frac{W}{f}$ |
+# | khung ẩn | latent frame | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import plotly.graph_objects as go
 import torch

@@ -34,6 +34,43 @@
 # The model is the bundled `hyperprior-q3` (N = 64, M = 96, trained on CPU for minutes, not days):
 # expect it well below CompressAI's published curve; the mechanics are the same.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 5.1 giới thiệu codec nơ-ron có siêu tiên nghiệm (Ballé et al. 2018): thay vì sinh token cho LLM,
+# nó nén ảnh thành một dòng bit thật. Notebook đi qua từng bước: $y = g_a(x)$, $z = h_a(|y|)$, làm
+# tròn thành $\hat{y}$ và $\hat{z}$, rồi $\sigma = h_s(\hat{z})$ cho bộ mã hoá dải biết mỗi phần tử
+# của $\hat{y}$ có thể lớn đến đâu. Anh chị sẽ kiểm tra công thức xác suất $P(\hat{y} \mid \sigma)$,
+# thấy số bit ước lượng từ mô hình khớp với số byte thật ghi ra (sai khác khoảng 1%), và xem bản đồ
+# bit trên bức tranh: vùng nhiều chi tiết tốn bit, vùng phẳng gần như không tốn. Lưu ý ký hiệu:
+# notebook theo bài báo ($y$ là biến ẩn, $z$ là siêu biến ẩn), ngược với §5.1 của bài tổng quan.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | codec | codec | — |
+# | dòng bit | bitstream | — |
+# | tiêu đề tệp | header | — |
+# | biến đổi phân tích | analysis transform | $g_a$ |
+# | biến đổi tổng hợp | synthesis transform | $g_s$ |
+# | biến ẩn đã làm tròn | quantized (rounded) latent | $\hat{y}$ |
+# | siêu tiên nghiệm | hyperprior | — |
+# | siêu biến ẩn | hyper-latent | $z$, $\hat{z}$ |
+# | biến đổi siêu phân tích | hyper-analysis transform | $h_a$ |
+# | biến đổi siêu tổng hợp | hyper-synthesis transform | $h_s$ |
+# | thông tin phụ | side information | $\hat{z}$ |
+# | mô hình entropy | entropy model | $p_\theta$ |
+# | độ lệch chuẩn | standard deviation (scale) | $\sigma$ |
+# | hàm phân phối tích luỹ chuẩn | standard normal CDF | $\Phi$ |
+# | bản đồ bit | bits-per-pixel map | — |
+# | số kênh | number of channels | $N$, $M$ (codec) |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

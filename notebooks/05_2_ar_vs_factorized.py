@@ -30,6 +30,34 @@
 # Every number here comes from the bundled checkpoints through the same `compress` / `decompress`
 # calls that `museumtok eval rd` uses. Families that are not bundled are simply absent.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 5.2 so ba cách mô hình hoá biến ẩn của cùng một loại codec: tiên nghiệm phân rã (mỗi kênh một
+# mật độ cố định), siêu tiên nghiệm (thang $\sigma$ gửi kèm làm thông tin phụ) và mô hình ngữ cảnh tự
+# hồi quy (dùng thêm các lân cận đã giải mã). Notebook mã hoá mọi ảnh bằng mọi codec học sâu có sẵn
+# trong dự án, đo số byte thật, PSNR và thời gian giải mã, rồi vẽ tất cả trên cùng một đồ thị tốc
+# độ–độ méo. Anh chị sẽ kiểm tra vì sao mô hình ngữ cảnh buộc phải giải mã tuần tự (tích chập có mặt
+# nạ chỉ nhìn các vị trí phía trước), và học cách đọc bảng: thứ hạng ở đây phản ánh các bản lưu được
+# huấn luyện ngắn trên CPU, chưa phải kết luận về kiến trúc.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | tiên nghiệm phân rã | factorized prior | $P(\hat{z})$ |
+# | mô hình ngữ cảnh | context model | — |
+# | tích chập có mặt nạ | masked convolution | — |
+# | tính nhân quả | causality | — |
+# | giá trị trung bình | mean | $\mu$ |
+# | codec cổ điển | classical codecs (JPEG, WebP) | — |
+# | bộ ảnh Kodak | Kodak set | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import time
 

@@ -31,6 +31,40 @@
 # - what each latent looks at in a trained any-M tokenizer (`anym-k1000`), one map per token;
 # - how few tokens an artwork survives: the first M tokens decode the whole image, M from 1 to 64.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 5.4 nói về bộ lấy mẫu lại Perceiver (Perceiver Resampler) của Flamingo: $M$ latent học được đặt
+# câu hỏi cho các mảnh ảnh qua chú ý chéo, nên dù có bao nhiêu mảnh thì đầu ra vẫn luôn là $M$ vectơ.
+# (Bài tổng quan gán khối này cho PaLM-E, nhưng PaLM-E không dùng nó.) Notebook tính tay một bước chú
+# ý và đối chiếu với thư viện, kiểm tra rằng xáo trộn thứ tự các mảnh không làm đổi kết quả, và cho
+# thấy token mềm được chiếu sang chiều nhúng của LLM. Anh chị sẽ xem mỗi token của bộ token hoá
+# `anym-k1000` nhìn vào đâu trên ảnh, và kéo thanh trượt $M$ từ 1 đến 64 để thấy bức tranh còn lại gì
+# khi chỉ giữ vài token đầu.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | bộ lấy mẫu lại Perceiver | Perceiver Resampler | — |
+# | chú ý chéo | cross-attention | — |
+# | latent học được | learned latents (queries) | $x \in \mathbb{R}^{M \times d}$ |
+# | đặc trưng mảnh | patch features | $x_f \in \mathbb{R}^{N \times d}$ |
+# | truy vấn, khoá, giá trị | query, key, value | $Q$, $K$, $V$ |
+# | chiều đầu chú ý | head dimension | $d_h$ |
+# | bộ mã hoá thị giác | vision encoder | — |
+# | bất biến hoán vị | permutation invariance | — |
+# | nhúng vị trí | positional embedding | — |
+# | token mềm | soft tokens | — |
+# | câu đa phương thức | multimodal sentences | — |
+# | bộ token hoá M tuỳ ý | any-M tokenizer | — |
+# | dropout lồng nhau | nested dropout | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

@@ -35,6 +35,31 @@
 # - what the fine level adds, image by image and on average;
 # - how this compares with single-scale tokenizers at the same M.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 5.5 bàn về token đa tỉ lệ: một lưới thô cho cả ảnh, rồi một lưới mịn cho phần chi tiết mà lưới
+# thô bỏ sót. (Idefics2 không có bộ token hoá như bài tổng quan mô tả, nhưng ý tưởng này có từ
+# VQ-VAE-2 và VAR.) Notebook dùng `multiscale-k1000`: 64 token thô đã đủ giải mã thành một ảnh mờ,
+# thêm 256 token phần dư thì ảnh có đủ chi tiết — $M = 64$ hoặc $M = 320$ từ cùng một mô hình. Anh chị
+# sẽ xem mức mịn thêm vào những gì, so với các bộ token hoá một tỉ lệ ở cùng $M$, và duyệt qua các tác
+# phẩm.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | token đa tỉ lệ | multi-scale tokens | — |
+# | phần dư | residual | — |
+# | mức thô | coarse level | — |
+# | mức mịn | fine level | — |
+# | nội suy song lập phương | bicubic interpolation | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

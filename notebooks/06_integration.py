@@ -29,6 +29,43 @@
 # under `~/.cache/museumtok` (`python -m museumtok.llm.backend` or the app's first chat does it).
 # In fast mode this notebook only uses it if that cache already exists.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 6 trả lời câu hỏi: làm sao đưa token ảnh vào một LLM? Notebook cho thấy chỉ số mã $k$ trở
+# thành một từ `<v_k>` có hàng nhúng riêng trong từ vựng, rồi dựng ba dạng prompt của §6.1: tiền tố,
+# con trỏ xen kẽ và tiền tố mềm. Anh chị sẽ đếm FLOP thật của một prompt (phép chiếu, điểm số chú ý,
+# MLP) và thấy vì sao con số "52 ms xuống 13 ms" của bài tổng quan không đứng vững, xem bộ đệm KV làm
+# câu hỏi thứ hai rẻ đi thế nào, và lần theo một trích dẫn `[CITE:<v312>]` về đúng mảnh ảnh trong nhật
+# ký kiểm toán. LLM dùng ở đây là SmolLM2-135M-Instruct chạy trên CPU.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | từ vựng | vocabulary | — |
+# | từ vựng ảnh | image vocabulary | `<v_k>` |
+# | ma trận nhúng | embedding matrix | — |
+# | định dạng tiền tố | prefix format | — |
+# | con trỏ xen kẽ | interleaved pointers | `<IMG:id>` |
+# | tiền tố mềm | soft prefix | — |
+# | phép chiếu | projections | $W_q, W_k, W_v, W_o$ |
+# | khối MLP | MLP (feed-forward block) | — |
+# | giai đoạn giải mã | decoding (generation) | — |
+# | độ trễ | latency | — |
+# | bộ đệm KV | KV cache | — |
+# | tiền tố chung dài nhất | longest common prefix | — |
+# | nén bộ đệm KV | KV-cache compaction | — |
+# | tin nhắn hệ thống | system message | — |
+# | giải mã tham lam | greedy decoding | — |
+# | nhật ký kiểm toán | audit log | — |
+# | trích dẫn | citation | `[CITE:<v312>]` |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import os
 import time
@@ -245,8 +282,10 @@ else:
 # %%
 if backend is not None:
     n_new = 8 if FAST else 16
-    s = ChatSession(backend, max_new_tokens=n_new, reserve_answer=16)
-    s.set_image(tok, image, M, image_id=image_id)
+    # guard and check off, no pre-fill: this cell shows the raw KV-cache plumbing with image tokens in the
+    # prompt (the app's guard would withhold them from a model no adapter taught to read them)
+    s = ChatSession(backend, max_new_tokens=n_new, reserve_answer=16, guard=False, check=False)
+    s.set_image(tok, image, M, image_id=image_id, warm=False)
     a1 = list(s.ask("What colours dominate this painting?"))[-1]
     st1 = s.last.stats
     a2 = list(s.ask("Is there a person in it?"))[-1]

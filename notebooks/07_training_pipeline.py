@@ -29,6 +29,39 @@
 # In fast mode (`MUSEUMTOK_FAST=1`) the LLM is a tiny random Llama; otherwise the embedded
 # SmolLM2-135M-Instruct. The full run is `python -m museumtok train sft`.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 7 dạy LLM đọc token ảnh theo công thức của §7.3: đóng băng bộ token hoá, đặt token vào prompt
+# và tinh chỉnh LLM bằng LoRA. Notebook tạo dữ liệu hỏi–đáp từ các mảnh cắt của tác phẩm trong tập
+# huấn luyện, với câu trả lời tính từ chính các điểm ảnh (màu chủ đạo, sáng hay tối, nửa nào sáng
+# hơn), nên chỉ trả lời đúng được khi thực sự đọc token. Anh chị sẽ xem vài bước huấn luyện chạy trực
+# tiếp, hiểu vì sao hàng nhúng của token ảnh được khởi tạo bằng một từ chỉ màu, và đọc kết quả thí
+# nghiệm cắt bỏ: token thật, token bị xáo trộn và không có ảnh, so với mức đoán ngẫu nhiên.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | tinh chỉnh có giám sát | supervised fine-tuning (SFT) | — |
+# | thích ứng hạng thấp | low-rank adaptation (LoRA) | — |
+# | bộ điều hợp | adapter | — |
+# | đóng băng | freeze (frozen) | — |
+# | entropy chéo | cross-entropy (loss) | — |
+# | delta nhúng | embedding delta | $\Delta E$ |
+# | khởi tạo hàng nhúng | embedding-row initialization | — |
+# | độ chói | luma | $Y = 0{,}299R + 0{,}587G + 0{,}114B$ |
+# | thí nghiệm cắt bỏ | ablation | — |
+# | mức đoán ngẫu nhiên | chance level | 1 / số đáp án ứng viên |
+# | chấm điểm có ràng buộc | constrained scoring | — |
+# | tập huấn luyện | training split | — |
+# | tập kiểm tra | held-out (test) split | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import json
 import random

@@ -28,6 +28,31 @@
 # The VQ-GAN part of the review's code has its own errata (`data/errata.csv`, rows `s8-*`):
 # taming-transformers' `VQModel` has no `from_pretrained`, and `encoder` + `quantize` skip `quant_conv`.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 8 chạy lại ví dụ PyTorch đầu-cuối của bài tổng quan (ảnh → token → LLM) hoàn toàn ngoại
+# tuyến, với bộ token hoá k-means thay cho VQ-GAN và SmolLM2-135M-Instruct thay cho Llama 3 8B.
+# Notebook cho thấy nếu LLM chưa biết từ `<v312>`, mỗi token ảnh bị BPE cắt thành nhiều mảnh và ảnh
+# tốn gấp mấy lần $M$ token; thêm từ vựng ảnh thì đúng $M + 2$. Anh chị sẽ thấy hai lỗi trong đoạn mã
+# của bài tổng quan (câu trả lời chứa cả prompt; tham số `torch_dtype`) và cách sửa, rồi chạy cùng
+# cuộc hội thoại bằng gói `museumtok`: thêm từ vựng, mẫu hội thoại, phát trực tiếp và nhật ký kiểm
+# toán.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | mẫu hội thoại | chat template | — |
+# | phát trực tiếp | streaming | — |
+# | mã hoá cặp byte | byte-pair encoding (BPE) | — |
+# | từ vựng ảnh | image vocabulary | `<v_k>` |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import torch
 from transformers import AutoTokenizer

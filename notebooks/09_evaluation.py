@@ -35,6 +35,42 @@
 # ship, so it is not measured here. FID/KID (§9.1 "generative") compare distributions of generated
 # images and do not apply to reconstructions of 15–24 images.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 9 bàn về đánh giá: thước đo, bộ dữ liệu chuẩn và quy trình phân tích lỗi. Notebook đọc bảng
+# đánh giá chung do `make bench` tạo (mọi bộ token hoá và codec trên bộ ảnh Kodak và các tác phẩm giữ
+# lại) và kiểm tra lại các con số trong đó. Anh chị sẽ giải mã token về mảnh ảnh để xem mỗi token biểu
+# diễn được gì và mất gì, kiểm tra entropy và độ bối rối để phát hiện sụp đổ bảng mã, rồi xếp hạng các
+# tác phẩm theo PSNR và giải thích những bức khó nhất bằng các thống kê đo được như năng lượng tần số
+# cao và mật độ cạnh.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | bảng đánh giá chung | benchmark table (bench) | — |
+# | phân tích lỗi | error analysis | — |
+# | sai số theo token | per-token error | — |
+# | bản đồ nhiệt | heat map | — |
+# | trường tiếp nhận | receptive field | — |
+# | kiểm tra sụp đổ | collapse check | — |
+# | năng lượng tần số cao | high-frequency energy | — |
+# | tần số Nyquist | Nyquist frequency | — |
+# | mật độ cạnh | edge density | — |
+# | độ rực màu | colourfulness | — |
+# | độ tương phản độ chói | luminance contrast | — |
+# | hệ số tương quan hạng Spearman | Spearman rank correlation | $\rho$ |
+# | điểm chuẩn hoá | z-score | $z_k$ |
+# | khoảng cách Fréchet Inception | Fréchet Inception distance (FID) | — |
+# | khoảng cách Inception nhân | kernel Inception distance (KID) | — |
+# | điểm CLIP | CLIPScore | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import json
 import math

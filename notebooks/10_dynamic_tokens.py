@@ -30,6 +30,28 @@
 # Caveat: a tokenizer's M is tied to its working size (64, 128 or 256 px), so two points at the
 # same M may describe images of different sizes; the bits-per-pixel plot puts them on one scale.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Mục 10.1 đặt ra bài toán cấp phát token động: ảnh đơn giản dùng ít token, ảnh nhiều chi tiết dùng
+# nhiều, hoặc dùng ít khi ngữ cảnh sắp đầy. Notebook vẽ mọi bộ token hoá có trong dự án lên cùng một
+# đồ thị: chất lượng tái tạo theo số token $M$ và theo số bit trên điểm ảnh. Anh chị sẽ thấy các bộ
+# token hoá lưới cố định chỉ cho vài điểm, còn bộ token hoá M tuỳ ý cho cả một đường cong từ 1 đến 64
+# token, và kiểm tra rằng thêm token không bao giờ làm ảnh xấu đi.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | cấp phát token động | dynamic token allocation | — |
+# | bộ token hoá M tuỳ ý | any-M tokenizer | — |
+# | lưới token | token grid | $h\times w$ |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import math
 

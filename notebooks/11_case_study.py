@@ -38,6 +38,39 @@
 # for the GPU configuration we cannot run here, estimated from datasheet numbers and labelled so.
 # The simulation is `museumtok.desk`; its queue is checked against queueing theory in the tests.
 
+# %% [markdown]
+# ## Tóm tắt
+#
+# Chương 11 là tình huống triển khai: bàn thông tin của Bảo tàng Giao Thoa, với các kết quả bài tổng
+# quan nêu ra (độ trễ 1,8 s thay vì 3,4 s, 2,1k token ngữ cảnh, 92% khách đánh giá mô tả chính xác).
+# Notebook đo từng phần thời gian chờ của khách trên máy này — mã hoá ảnh, nạp trước, giải mã câu trả
+# lời — và ước lượng cấu hình GPU A100 từ thông số kỹ thuật. Anh chị sẽ xem độ tin cậy nhận dạng quyết
+# định bao nhiêu câu hỏi phải chuyển sang mô hình dự phòng, mô phỏng bàn thông tin trong một giờ, và
+# kéo thanh trượt tốc độ khách đến để thấy hàng đợi dài ra rất nhanh khi hệ số sử dụng tiến gần 1. Kết
+# luận: giảm $M$ chỉ rút ngắn giai đoạn nạp trước, nên lợi ích tuỳ vào phần nào chiếm nhiều thời gian
+# nhất.
+
+# %% [markdown]
+# ## Thuật ngữ
+#
+# Thuật ngữ mà notebook này giới thiệu (ký hiệu theo Phụ lục A của bài tổng quan):
+#
+# | Tiếng Việt | English | ký hiệu |
+# |---|---|---|
+# | bàn thông tin | information desk | — |
+# | mô hình dự phòng | fallback (model) | — |
+# | độ tin cậy nhận dạng | recognition confidence | — |
+# | truy hồi TF-IDF | TF-IDF retrieval | — |
+# | độ tương đồng cosin | cosine similarity | — |
+# | hàng đợi | queue | — |
+# | quá trình Poisson | Poisson process | — |
+# | hệ số sử dụng | utilisation | $\rho$ |
+# | băng thông bộ nhớ | memory bandwidth | — |
+# | lượng tử hoá trọng số | weight quantization | — |
+# | bfloat16 | bfloat16 (bf16) | — |
+#
+# Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
+
 # %%
 import time
 

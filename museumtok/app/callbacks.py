@@ -21,7 +21,7 @@ from ..data.images import ImageLoadError, load_image, tensor_to_pil
 from ..evaluate import image_metrics
 from ..llm.budget import ContextBudget
 from ..metrics import lpips_available
-from ..paths import cache_dir
+from ..paths import cache_dir, museumtok_command, no_images_hint
 from ..tokenizers.base import UnsupportedM
 from ..viz import budget_figure, error_map, token_grid_figure
 
@@ -80,6 +80,23 @@ def catalog_gallery(collections: tuple[str, ...] = ("artworks",)) -> list[tuple[
             img.save(t, quality=85)
         out.append((str(t), f"{e.title} — {e.artist}, {e.year}"))
     return out
+
+
+GALLERY_LABEL = "…or pick an artwork from the catalog"
+
+
+def gallery_label(items: list) -> str:
+    """The gallery's label: the usual invitation, or (no image on this machine) what to do about it."""
+    if items:
+        return GALLERY_LABEL
+    return f"No catalog images found: run {museumtok_command()} data fetch or set MUSEUMTOK_DATA, then restart the app"
+
+
+def catalog_hint(items: list) -> str:
+    """Markdown shown above an empty gallery (empty string when the catalog's images are present)."""
+    if items:
+        return ""
+    return f"**⚠ {no_images_hint()}** Then restart the app. Uploading your own image works meanwhile."
 
 
 def gallery_entry(index: int, collections: tuple[str, ...] = ("artworks",)) -> CatalogEntry:
