@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # make test-fast: no notebooks, no browser, no app subprocess, no real LLM, no `slow` test (markers: pyproject.toml)
 FAST   := not slow and not browser and not notebook and not server and not llm
 
-.PHONY: app test test-fast notebooks lab bench clean-venv
+.PHONY: app test test-fast notebooks lab bench book clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m museumtok bench
+
+# every notebook executed in workshop mode, then a static HTML book in build/book/ (index.html; offline)
+book: $(STAMP)
+	$(PY) -m museumtok.book --out build/book
 
 clean-venv:
 	rm -rf $(VENV)

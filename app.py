@@ -1,97 +1,147 @@
-"""museumtok's Gradio app: upload an artwork, pick a tokenizer and M, see what the tokens keep.
+"""museumtok's Gradio app for the board: one artwork across every tab, big pictures, plain words.
 
-Layout and event wiring only; every callback lives in ``museumtok.app.callbacks`` (unit-tested).
+Layout and event wiring only; every callback lives in ``museumtok.app`` (unit-tested), every text in
+``museumtok.app.i18n`` (English and Vietnamese, switched in the header).
 
-    python app.py                       # http://127.0.0.1:7860, this machine only
-    python app.py --share               # a public gradio.live link (explicit)
-    python app.py --auth user:password  # ask for a password
+    .venv/bin/python app.py                       # http://127.0.0.1:7860, this machine only
+    .venv/bin/python app.py --share               # a public gradio.live link (explicit)
+    .venv/bin/python app.py --auth user:password  # ask for a password
+
+    header: language · gallery | upload (the current artwork) | preview · tokenizer · M
+       └─► Tokenize (presenter view) · Inpaint (draw to hide) · Codecs · Context budget · Chat (the guide)
 """
 from __future__ import annotations
 
 import argparse
 import os
+import time
 
 import gradio as gr
 
 from museumtok.app import attention as att
 from museumtok.app import callbacks as cb
+from museumtok.app import chat as ch
 from museumtok.app import codebook as cbh
-from museumtok.paths import cache_dir, image_roots
+from museumtok.app import codecs as cc
+from museumtok.app import inpaint as ip
+from museumtok.app.i18n import LANG_NAMES, norm_lang, t
+from museumtok.paths import cache_dir, image_roots, museumtok_command
 
-INTRO = """# museumtok
-Squeeze an artwork into a few discrete tokens, see what survives, and compare with JPEG and WebP at
-the same number of bits. Pick an artwork below or upload your own, choose a tokenizer and a token count **M**."""
+#: the museum's calm look: stone greys, a warm accent, a serif face (local fonts only: nothing is fetched)
+THEME = gr.themes.Soft(primary_hue="amber", secondary_hue="stone", neutral_hue="stone",
+                       font=[gr.themes.Font("Georgia"), gr.themes.Font("Times New Roman"), "serif"],
+                       font_mono=["ui-monospace", "monospace"])
+CSS = """
+#headline, #codec-headline {font-size: 1.35em; line-height: 1.5}
+#current-image img {object-fit: contain}
+.presenter img {image-rendering: pixelated}
+"""
+LANG_CHOICES = [LANG_NAMES["en"], LANG_NAMES["vi"]]
+DETECT_LANG_JS = "() => (navigator.language || 'en').toLowerCase().startsWith('vi') ? 'Tiếng Việt' : 'English'"
+SAMPLE_QUESTIONS = ["What colours dominate this painting?", "Who painted this?", "Where does the light fall?",
+                    "Describe what is in the picture.", "How much is it worth?",
+                    "Màu nào chiếm ưu thế trong bức tranh này?", "Ai đã vẽ bức tranh này?"]
 
 
-def tokenize_tab():
-    tokenizers = cb.tokenizer_choices()
-    first = tokenizers[-1] if tokenizers else None
-    m_values, m_default = cb.m_choices(first) if first else ([], None)
+class Texts:
+    """Every translatable component and the i18n keys of its texts, so the language switch relabels them all."""
+
+    def __init__(self):
+        self.items: list[tuple[gr.components.Component, dict[str, str]]] = []
+
+    def __call__(self, component, **keys):
+        self.items.append((component, keys))
+        return component
+
+    def relabel(self, lang):
+        return [gr.update(**{attr: t(key, lang) for attr, key in keys.items()}) for _, keys in self.items]
+
+
+def header(T: Texts):
     with gr.Row():
-        with gr.Column(scale=1):
-            upload = gr.File(label="Upload an image (JPEG, PNG, WebP, TIFF, GIF; ≤ 50 MB, ≤ 40 MP)",
-                             file_types=["image", ".tif", ".tiff"], type="filepath", elem_id="upload")
-            items = cb.catalog_gallery()
+        with gr.Column(scale=5):
+            T(gr.Markdown(t("title")), value="title")
+            T(gr.Markdown(t("intro")), value="intro")
+        lang = T(gr.Radio(LANG_CHOICES, value=LANG_CHOICES[0], label=t("language"), elem_id="lang", scale=1),
+                 label="language")
+    items = cb.catalog_gallery()
+    tokenizers = cb.tokenizer_choices()
+    first = ch.default_chat_tokenizer() or (tokenizers[-1] if tokenizers else None)
+    m_values, m_default = cb.m_choices(first) if first else ([], None)
+    m_range = cb.m_slider_range(first) if first else None
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4):
             gr.Markdown(cb.catalog_hint(items), visible=not items, elem_id="catalog-hint")
-            gallery = gr.Gallery(value=items, label=cb.gallery_label(items),
-                                 columns=6, height=260, allow_preview=False, elem_id="gallery")
-            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="tokenizer")
-            m_range = cb.m_slider_range(first) if first else None
-            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="m", visible=m_range is None)
-            m_slider = gr.Slider(*(m_range or (1, 2)), value=m_default or 1, step=1, label="Token count M (any value)",
-                                 elem_id="m-slider", visible=m_range is not None)
-            with gr.Row():
-                context = gr.Number(4096, label="Context window (tokens)", precision=0)
-                text_tokens = gr.Number(200, label="Text tokens in the prompt", precision=0)
-            run = gr.Button("Tokenize", variant="primary", elem_id="run")
+            gallery = T(gr.Gallery(value=items, label=cb.gallery_label(items), columns=8, height=190,
+                                   allow_preview=False, elem_id="gallery"), label="gallery")
         with gr.Column(scale=2):
-            notes = gr.Markdown(elem_id="notes")
+            upload = T(gr.File(label=t("upload"), file_types=["image", ".tif", ".tiff"], type="filepath",
+                               elem_id="upload", height=120), label="upload")
+            examples = cb.sample_artworks(4)
+            if examples:
+                gr.Examples([[p] for p in examples], inputs=[upload], label="Samples · Tác phẩm mẫu",
+                            example_labels=[cb.current_artwork_title(p) for p in examples])
+        with gr.Column(scale=2):
+            current_img = T(gr.Image(label=t("current"), type="pil", interactive=False, height=190,
+                                     elem_id="current-image"), label="current")
+            current_md = gr.Markdown(t("current_none"), elem_id="current-caption")
+    with gr.Row():
+        tokenizer = T(gr.Dropdown(tokenizers, value=first, label=t("tokenizer"), elem_id="tokenizer"), label="tokenizer")
+        m = T(gr.Dropdown(m_values, value=m_default, label=t("m"), elem_id="m", visible=m_range is None), label="m")
+        m_slider = T(gr.Slider(*(m_range or (1, 2)), value=m_default or 1, step=1, label=t("m_slider"),
+                               elem_id="m-slider", visible=m_range is not None), label="m_slider")
+    return lang, gallery, upload, current_img, current_md, tokenizer, m, m_slider
+
+
+def tokenize_tab(T, upload, tokenizer, m, lang):
+    headline = gr.Markdown(elem_id="headline")
+    with gr.Row(equal_height=True):
+        original = T(gr.Image(label=t("original_plain"), type="pil", interactive=False, height=520,
+                              elem_classes="presenter", elem_id="original"), label="original_plain")
+        recon = T(gr.Image(label=t("recon"), type="pil", interactive=False, height=520, elem_classes="presenter",
+                           elem_id="reconstruction"), label="recon")
+    with gr.Row(equal_height=True):
+        jpeg = T(gr.Image(label=t("jpeg_same"), type="pil", interactive=False, height=280, elem_classes="presenter"),
+                 label="jpeg_same")
+        webp = T(gr.Image(label=t("webp_same"), type="pil", interactive=False, height=280, elem_classes="presenter"),
+                 label="webp_same")
+    run = T(gr.Button(t("tokenize_run"), variant="primary", elem_id="run"), value="tokenize_run")
+    with T(gr.Accordion(t("details"), open=False, elem_id="details"), label="details"):
+        notes = gr.Markdown(elem_id="notes")
+        metrics = T(gr.Dataframe(headers=cb.METRIC_COLUMNS, label=t("metrics"), interactive=False,
+                                 elem_id="metrics", wrap=True), label="metrics")
+        with gr.Row():
+            err = T(gr.Image(label=t("error_map"), type="pil", interactive=False, height=300), label="error_map")
+            grid = T(gr.Plot(label=t("grid"), elem_id="token-grid"), label="grid")
+        with gr.Row():
+            context = T(gr.Number(4096, label=t("context"), precision=0), label="context")
+            text_tokens = T(gr.Number(200, label=t("text_tokens"), precision=0), label="text_tokens")
+        budget = T(gr.Plot(label=t("budget_plot")), label="budget_plot")
+        with T(gr.Accordion(t("health"), open=False), label="health"):
+            health_run = T(gr.Button(t("health_run"), elem_id="codebook-health"), value="health_run")
+            health_md = gr.Markdown()
+            health_plot = gr.Plot()
+        with T(gr.Accordion(t("attention"), open=False), label="attention"):
+            att_token = T(gr.Slider(0, 63, value=0, step=1, label=t("att_token"), elem_id="att-token"), label="att_token")
+            att_run = T(gr.Button(t("att_run"), elem_id="token-attention"), value="att_run")
+            att_md = gr.Markdown()
             with gr.Row():
-                original = gr.Image(label="Working image (original)", type="pil", interactive=False)
-                recon = gr.Image(label="Reconstruction from the tokens", type="pil", interactive=False,
-                                 elem_id="reconstruction")
-                err = gr.Image(label="Error map", type="pil", interactive=False)
-            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (same bits for JPEG/WebP)",
-                                   interactive=False, elem_id="metrics", wrap=True)
-            with gr.Row():
-                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
-                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
-            grid = gr.Plot(label="Token grid (hover: token and patch)")
-            budget = gr.Plot(label="Context budget")
-            with gr.Accordion("Codebook health (usage, perplexity, dead codes)", open=False):
-                health_run = gr.Button("Check the codebook on this image", elem_id="codebook-health")
-                health_md = gr.Markdown()
-                health_plot = gr.Plot(label="Code usage, most used first")
-            with gr.Accordion("Token attention (resampler tokenizers such as anym)", open=False):
-                att_token = gr.Slider(0, 63, value=0, step=1, label="Token (0 = first)", elem_id="att-token")
-                att_run = gr.Button("Show where this token looks", elem_id="token-attention")
-                att_md = gr.Markdown()
-                with gr.Row():
-                    att_overlay = gr.Image(label="This token's attention", type="pil", interactive=False)
-                    att_mosaic = gr.Image(label="All M tokens' attention", type="pil", interactive=False)
+                att_overlay = gr.Image(type="pil", interactive=False)
+                att_mosaic = gr.Image(type="pil", interactive=False)
 
-    def run_tokenize(source, name, M, ctx, txt):
-        r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0)
-        return (cb.notes_markdown(r), r.original, r.reconstruction, r.error_image, r.metrics_rows(),
-                r.comparisons.get("jpeg"), r.comparisons.get("webp"), r.grid, r.budget)
+    def run_tokenize(source, name, M, ctx, txt, lg="English", progress=gr.Progress()):
+        lg = norm_lang(lg)
+        r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0, lang=lg,
+                              progress=lambda f, d: progress(f, desc=d))
+        if r.error:
+            return (f"**⚠ {r.error}**",) + (None,) * 8 + (cb.notes_markdown(r),)
+        S = r.original.width
+        return (r.headline, gr.update(value=r.shown["original"], label=t("original", lg, S=S, k=r.scale)),
+                r.shown["recon"], r.shown.get("jpeg"), r.shown.get("webp"), r.metrics_rows(), r.error_image, r.grid,
+                r.budget, cb.notes_markdown(r))
 
-    def on_tokenizer(name):
-        values, default = cb.m_choices(name)
-        rng = cb.m_slider_range(name)
-        slider = gr.Slider(minimum=rng[0], maximum=rng[1], value=default, visible=True) if rng else gr.Slider(visible=False)
-        return gr.Dropdown(choices=values, value=default, visible=rng is None), slider
-
-    def on_gallery(evt: gr.SelectData):
-        return str(cb.gallery_entry(evt.index).find())
-
-    outputs = [notes, original, recon, err, metrics, jpeg, webp, grid, budget]
-    inputs = [upload, tokenizer, m, context, text_tokens]
-    tokenizer.change(on_tokenizer, tokenizer, [m, m_slider], api_name="m_choices")
-    # tokenizers with a continuous M (any-M) show a slider; it feeds the same M input
-    m_slider.release(lambda v: gr.Dropdown(value=int(v)), m_slider, m, api_name="m_from_slider")
-    gallery.select(on_gallery, None, upload, api_name="pick_artwork").then(
-        run_tokenize, inputs, outputs, api_name=False)
-    upload.upload(run_tokenize, inputs, outputs, api_name="tokenize_upload")
+    outputs = [headline, original, recon, jpeg, webp, metrics, err, grid, budget, notes]
+    inputs = [upload, tokenizer, m, context, text_tokens, lang]
     run.click(run_tokenize, inputs, outputs, api_name="tokenize")
 
     def run_health(source, name, M):
@@ -106,69 +156,151 @@ def tokenize_tab():
 
     att_run.click(run_attention, [upload, tokenizer, m, att_token], [att_overlay, att_mosaic, att_md],
                   api_name="token_attention")
+    return run_tokenize, inputs, outputs
 
 
-def budget_tab():
-    gr.Markdown("Chapter 1's question: do 10 images of 256 tokens and 1.5k words (≈2k tokens) fit in 4k?")
+def inpaint_tab(T, upload, lang):
+    """§4.6: the presenter draws over the part to hide; MaskGIT fills the tokens in, step by step."""
+    T(gr.Markdown(t("inpaint_intro")), value="inpaint_intro")
     with gr.Row():
-        ctx = gr.Slider(512, 32768, value=4096, step=512, label="Context window")
-        images = gr.Slider(0, 20, value=10, step=1, label="Images")
-        m = gr.Slider(1, 1024, value=256, step=1, label="Tokens per image (M)")
-        text = gr.Slider(0, 8000, value=1995, step=5, label="Text tokens (1.5k words ≈ 1995)")
+        with gr.Column(scale=3):
+            canvas = T(gr.ImageEditor(label=t("inpaint_canvas"), type="numpy", sources=(), transforms=(),
+                                      brush=gr.Brush(colors=["#d9480f"], default_size=28, color_mode="fixed"),
+                                      eraser=gr.Eraser(default_size=28), layers=False, height=560,
+                                      elem_id="inpaint-canvas"), label="inpaint_canvas")
+            with gr.Row():
+                steps = T(gr.Slider(1, 16, value=8, step=1, label=t("inpaint_steps")), label="inpaint_steps")
+                temperature = T(gr.Slider(0.1, 3.0, value=1.0, step=0.1, label=t("inpaint_tau")), label="inpaint_tau")
+                seed = T(gr.Number(0, label=t("inpaint_seed"), precision=0), label="inpaint_seed")
+            run = T(gr.Button(t("inpaint_run"), variant="primary", elem_id="inpaint-run"), value="inpaint_run")
+        with gr.Column(scale=3):
+            message = gr.Markdown(elem_id="inpaint-message")
+            live = T(gr.Image(label=t("inpaint_result"), type="pil", interactive=False, height=520,
+                              elem_classes="presenter", elem_id="inpaint-live"), label="inpaint_result")
+    with gr.Row():
+        masked = T(gr.Image(label=t("inpaint_masked"), type="pil", interactive=False, height=220,
+                            elem_classes="presenter"), label="inpaint_masked")
+        frames = T(gr.Gallery(label=t("inpaint_frames"), columns=8, height=220, elem_id="inpaint-frames"),
+                   label="inpaint_frames")
+    # the fractions-of-the-image form, for API clients and tests (the page uses the drawing)
+    with gr.Group(visible=False):
+        x0, y0, x1, y1 = (gr.Number(v) for v in (0.375, 0.25, 0.625, 0.875))
+        api_run = gr.Button()
+
+    def on_canvas(source, lg="English"):
+        img, msg = ip.canvas_for(source, norm_lang(lg))
+        return ({"background": img, "layers": [], "composite": img} if img is not None else None), msg
+
+    def on_run(source, editor, T_, tau, s, lg="English"):
+        lg = norm_lang(lg)
+        r = ip.inpaint_drawn(source, editor, T_, tau, s or 0, lang=lg)
+        if r.error:
+            yield f"**⚠ {r.error}**", None, None, []
+            return
+        yield r.message, r.masked, r.masked, []
+        for k, frame in enumerate(r.steps, 1):           # play the decoding, one parallel step at a time
+            time.sleep(0.35)
+            yield f"{t('inpaint_step', lg, t=k, T=len(r.steps))} · {r.message}", frame, r.masked, r.steps[:k]
+        yield r.message, r.result, r.masked, r.steps
+
+    run.click(on_run, [upload, canvas, steps, temperature, seed, lang], [message, live, masked, frames],
+              api_name="inpaint_drawn")
+
+    def on_api(source, a, b, c, d, T_, tau, s):
+        r = ip.inpaint_image(source, a, b, c, d, T_, tau, s or 0)
+        if r.error:
+            return f"**{r.error}**", None, None, None, []
+        return r.message, r.original, r.masked, r.result, r.steps
+
+    api_out = [gr.Markdown(visible=False), gr.Image(visible=False), gr.Image(visible=False),
+               gr.Image(visible=False), gr.Gallery(visible=False)]
+    api_run.click(on_api, [upload, x0, y0, x1, y1, steps, temperature, seed], api_out, api_name="inpaint")
+    return on_canvas, canvas, message
+
+
+def codec_tab(T, upload, lang):
+    choices = cc.codec_choices()
+    T(gr.Markdown(t("codec_intro")), value="codec_intro")
+    with gr.Row():
+        codec = T(gr.Dropdown(choices, value=choices[-1] if choices else None, label=t("codec"), elem_id="codec"),
+                  label="codec")
+        size = T(gr.Dropdown(list(cc.CODEC_SIZES), value=512, label=t("codec_size")), label="codec_size")
+        run = T(gr.Button(t("codec_run"), variant="primary", elem_id="codec-run"), value="codec_run")
+    headline = gr.Markdown(elem_id="codec-headline")
+    with gr.Row(equal_height=True):
+        original = T(gr.Image(label=t("codec_original"), type="pil", interactive=False, height=460),
+                     label="codec_original")
+        recon = T(gr.Image(label=t("codec_recon"), type="pil", interactive=False, height=460), label="codec_recon")
+    with gr.Row(equal_height=True):
+        jpeg = T(gr.Image(label=t("jpeg_same"), type="pil", interactive=False, height=300), label="jpeg_same")
+        webp = T(gr.Image(label=t("webp_same"), type="pil", interactive=False, height=300), label="webp_same")
+        bmap = T(gr.Image(label=t("codec_bpp"), type="pil", interactive=False, height=300), label="codec_bpp")
+    with T(gr.Accordion(t("details_codec"), open=False), label="details_codec"):
+        notes = gr.Markdown()
+        metrics = T(gr.Dataframe(headers=cb.METRIC_COLUMNS, label=t("metrics"), interactive=False, wrap=True),
+                    label="metrics")
+
+    def run_codec(source, name, px, lg="English", progress=gr.Progress()):
+        lg = norm_lang(lg)
+        r = cc.compress_image(source, name, px or 512, lang=lg, progress=lambda f, d: progress(f, desc=d))
+        if r.error:
+            return (cc.codec_notes_markdown(r), None, None, None, None, None, None, "")
+        return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
+                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"), r.headline)
+
+    run.click(run_codec, [upload, codec, size, lang], [notes, original, recon, bmap, metrics, jpeg, webp, headline],
+              api_name="compress")
+
+
+def budget_tab(T):
+    T(gr.Markdown(t("budget_intro")), value="budget_intro")
+    with gr.Row():
+        ctx = T(gr.Slider(512, 32768, value=4096, step=512, label=t("budget_window")), label="budget_window")
+        images = T(gr.Slider(0, 20, value=10, step=1, label=t("budget_images")), label="budget_images")
+        m = T(gr.Slider(1, 1024, value=256, step=1, label=t("budget_m")), label="budget_m")
+        text = T(gr.Slider(0, 8000, value=1995, step=5, label=t("budget_text")), label="budget_text")
     fig = gr.Plot()
     summary = gr.Markdown()
     for s in (ctx, images, m, text):
         s.change(cb.budget, [ctx, images, m, text], [fig, summary], api_name=False)
-    gr.Button("Update", elem_id="budget-update").click(cb.budget, [ctx, images, m, text], [fig, summary],
-                                                       api_name="budget")
+    T(gr.Button(t("budget_update"), elem_id="budget-update"), value="budget_update").click(
+        cb.budget, [ctx, images, m, text], [fig, summary], api_name="budget")
 
 
-def chat_tab():
-    """Ask the LLM about an artwork: its tokens go into the prompt (§6, §8); answers stream."""
-    from museumtok.app import chat as ch
-
-    tokenizers = cb.tokenizer_choices()
-    first = ch.default_chat_tokenizer()
-    m_values, m_default = cb.m_choices(first) if first else ([], None)
-    m_default = 64 if 64 in m_values else m_default       # the guide adapters were trained at M = 64
+def chat_tab(T, upload, tokenizer, m, lang):
+    """The guide (§7, §8, §11): it reads the current artwork's tokens (when an adapter taught it these) and its
+    catalog card; answers stream; everything is written to the audit log."""
     sid = gr.State(None)
+    readable = ", ".join(f"`{n}`" for n in ch.guide_tokenizers()) or "—"
     with gr.Row():
         with gr.Column(scale=1):
             status = gr.Markdown(ch.backend_status(), elem_id="chat-status")
-            upload = gr.File(label="Upload an artwork", file_types=["image", ".tif", ".tiff"], type="filepath",
-                             elem_id="chat-upload")
-            tokenizer = gr.Dropdown(tokenizers, value=first, label="Tokenizer", elem_id="chat-tokenizer",
-                                    info="The guide reads " + ", ".join(ch.guide_tokenizers() or ["no tokenizer"])
-                                    + "; with any other it answers from the catalog card only.")
-            m = gr.Dropdown(m_values, value=m_default, label="Token count M", elem_id="chat-m")
-            context = gr.Slider(256, 8192, value=ch.DEFAULT_CONTEXT, step=64, label="Context window (tokens)",
-                                elem_id="chat-context")
-            recognise = gr.Checkbox(True, label="Look the work up in the catalog (its card goes into the prompt)",
-                                    elem_id="chat-recognise")
-            load = gr.Button("Use this image", elem_id="chat-load")
-            grid = gr.Plot(label="Token grid (cited tokens boxed in red)")
-            budget = gr.Plot(label="Context budget of the last prompt")
+            gr.Markdown(t("chat_reads", names=readable), elem_id="chat-reads")
+            context = T(gr.Slider(256, 8192, value=ch.DEFAULT_CONTEXT, step=64, label=t("context"),
+                                  elem_id="chat-context"), label="context")
+            recognise = T(gr.Checkbox(True, label=t("chat_recognise"), elem_id="chat-recognise"), label="chat_recognise")
+            load = gr.Button("⟳", elem_id="chat-load", visible=False)
+            grid = T(gr.Plot(label=t("chat_grid")), label="chat_grid")
+            budget = T(gr.Plot(label=t("chat_budget")), label="chat_budget")
         with gr.Column(scale=2):
-            chatbot = gr.Chatbot(label="Ask the guide about the artwork", height=420, elem_id="chatbot")
-            question = gr.Textbox(label="Your question", placeholder="What colours dominate this painting?",
-                                  elem_id="chat-question")
+            chatbot = T(gr.Chatbot(label=t("chat_box"), height=460, elem_id="chatbot"), label="chat_box")
+            question = T(gr.Textbox(label=t("chat_question"), placeholder=t("chat_placeholder"), elem_id="chat-question"),
+                         label="chat_question", placeholder="chat_placeholder")
             with gr.Row():
-                send = gr.Button("Ask", variant="primary", elem_id="chat-send")
-                clear = gr.Button("Clear the conversation", elem_id="chat-clear")
+                send = T(gr.Button(t("chat_send"), variant="primary", elem_id="chat-send"), value="chat_send")
+                clear = T(gr.Button(t("chat_clear"), elem_id="chat-clear"), value="chat_clear")
+            gr.Examples([[q] for q in SAMPLE_QUESTIONS], inputs=[question], label="Sample questions / Câu hỏi mẫu")
             notice = gr.Markdown(elem_id="chat-notice")
-            with gr.Accordion("What the LLM sees (the prompt, image tokens included)", open=False):
+            with T(gr.Accordion(t("chat_sees"), open=False), label="chat_sees"):
                 sees = gr.Textbox(lines=10, max_lines=30, show_label=False, elem_id="chat-sees")
             with gr.Row():
-                audit_btn = gr.Button("Download the audit log", elem_id="chat-audit-btn")
-                audit = gr.File(label="Audit log (JSONL)", elem_id="chat-audit")
+                audit_btn = T(gr.Button(t("chat_audit"), elem_id="chat-audit-btn"), value="chat_audit")
+                audit = T(gr.File(label=t("chat_audit_file"), elem_id="chat-audit"), label="chat_audit_file")
 
     outputs = [sid, chatbot, sees, budget, grid, notice]
     timer = gr.Timer(1.0, active=ch.BACKEND.loading or not ch.BACKEND.loaded)
-
-    def on_tick():
-        return ch.backend_status(), gr.Timer(active=ch.BACKEND.loading)
-
-    timer.tick(on_tick, None, [status, timer], api_name=False, show_progress="hidden")
+    timer.tick(lambda: (ch.backend_status(), gr.Timer(active=ch.BACKEND.loading)), None, [status, timer],
+               api_name=False, show_progress="hidden")
 
     def on_load(source, name, M, s, ctx, rec):
         wait = ch.waiting_view(s)
@@ -176,114 +308,79 @@ def chat_tab():
             yield wait.outputs() + (ch.backend_status(),)
         yield ch.load_image_for_chat(source, name, M, s, ctx, recognise=bool(rec)).outputs() + (ch.backend_status(),)
 
-    def on_ask(q, history, s, ctx):
+    def on_ask(q, history, s, ctx, source=None, name=None, M=None, rec=True):
         wait = ch.waiting_view(s, history)
         if wait is not None:
             yield wait.outputs() + (gr.skip(), ch.backend_status())
+        if source is not None and name:                       # follow the header's current artwork
+            v = ch.ensure_image(source, name, M, s, ctx, recognise=bool(rec))
+            if v is not None:
+                s = v.sid
+                if v.sid is None or v.notice.startswith("**⚠"):
+                    yield v.outputs() + (gr.skip(), ch.backend_status())
+                    return
+                history = []
+                yield v.outputs() + (gr.skip(), ch.backend_status())
         for v in ch.chat_turn(q, history, s, ctx):
             out = [gr.skip() if x is None or x == "" else x for x in v.outputs()]
             out[1] = v.history
             yield tuple(out) + ("", ch.backend_status())
 
-    def on_tokenizer(name):
-        values, default = cb.m_choices(name)
-        return gr.Dropdown(choices=values, value=default)
-
     load_inputs = [upload, tokenizer, m, sid, context, recognise]
-    tokenizer.change(on_tokenizer, tokenizer, m, api_name="chat_m_choices")
-    upload.upload(on_load, load_inputs, outputs + [status], api_name="chat_image")
     load.click(on_load, load_inputs, outputs + [status], api_name="chat_load")
-    ask_inputs = [question, chatbot, sid, context]
+    ask_inputs = [question, chatbot, sid, context, upload, tokenizer, m, recognise]
     question.submit(on_ask, ask_inputs, outputs + [question, status], api_name="chat_ask")
     send.click(on_ask, ask_inputs, outputs + [question, status], api_name="chat_send")
     clear.click(lambda s: ch.clear_chat(s).outputs(), sid, outputs, api_name="chat_clear")
     audit_btn.click(ch.audit_file, sid, audit, api_name="chat_audit")
 
 
-def codec_tab():
-    from museumtok.app import codecs as cc
-
-    choices = cc.codec_choices()
-    gr.Markdown("Learned codecs write real bitstreams (§5): M does not apply, the rate is set by the checkpoint's λ.")
-    with gr.Row():
-        with gr.Column(scale=1):
-            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
-                             elem_id="codec-upload")
-            codec = gr.Dropdown(choices, value=choices[-1] if choices else None, label="Codec", elem_id="codec")
-            size = gr.Dropdown(list(cc.CODEC_SIZES), value=512, label="Centre crop (px)")
-            run = gr.Button("Compress", variant="primary", elem_id="codec-run")
-        with gr.Column(scale=2):
-            notes = gr.Markdown()
-            with gr.Row():
-                original = gr.Image(label="Original crop", type="pil", interactive=False)
-                recon = gr.Image(label="Decoded from the bytes", type="pil", interactive=False)
-                bmap = gr.Image(label="Bits per pixel", type="pil", interactive=False)
-            metrics = gr.Dataframe(headers=cb.METRIC_COLUMNS, label="Metrics (JPEG/WebP at the same bits)",
-                                   interactive=False, wrap=True)
-            with gr.Row():
-                jpeg = gr.Image(label="JPEG at the same bits", type="pil", interactive=False)
-                webp = gr.Image(label="WebP at the same bits", type="pil", interactive=False)
-
-    def run_codec(source, name, px):
-        r = cc.compress_image(source, name, px or 512)
-        return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
-                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"))
-
-    run.click(run_codec, [upload, codec, size], [notes, original, recon, bmap, metrics, jpeg, webp],
-              api_name="compress")
-
-
-def inpaint_tab():
-    """§4.6: mask the tokens under a box and let MaskGIT fill them in, step by step."""
-    from museumtok.app import inpaint as ip
-
-    gr.Markdown("A visitor stands in front of the painting: the tokens under the box (fractions of the image) are "
-                "hidden and MaskGIT regenerates them in T parallel steps. Tokens outside the box never change.")
-    with gr.Row():
-        with gr.Column(scale=1):
-            upload = gr.File(label="Upload an image", file_types=["image", ".tif", ".tiff"], type="filepath",
-                             elem_id="inpaint-upload")
-            with gr.Row():
-                x0 = gr.Slider(0, 1, value=0.375, step=0.125, label="box left")
-                x1 = gr.Slider(0, 1, value=0.625, step=0.125, label="box right")
-            with gr.Row():
-                y0 = gr.Slider(0, 1, value=0.25, step=0.125, label="box top")
-                y1 = gr.Slider(0, 1, value=0.875, step=0.125, label="box bottom")
-            steps = gr.Slider(1, 16, value=8, step=1, label="decoding steps T")
-            temperature = gr.Slider(0.1, 3.0, value=1.0, step=0.1, label="temperature τ0")
-            seed = gr.Number(0, label="seed", precision=0)
-            run = gr.Button("Inpaint", variant="primary", elem_id="inpaint-run")
-        with gr.Column(scale=2):
-            message = gr.Markdown(elem_id="inpaint-message")
-            with gr.Row():
-                original = gr.Image(label="Working image", type="pil", interactive=False)
-                masked = gr.Image(label="Tokens masked (grey)", type="pil", interactive=False)
-                result = gr.Image(label="Filled in by MaskGIT", type="pil", interactive=False)
-            frames = gr.Gallery(label="Each decoding step", columns=8, height=200)
-
-    def on_run(source, a, b, c, d, t, tau, s):
-        r = ip.inpaint_image(source, a, b, c, d, t, tau, s or 0)
-        if r.error:
-            return f"**{r.error}**", None, None, None, []
-        return r.message, r.original, r.masked, r.result, r.steps
-
-    run.click(on_run, [upload, x0, y0, x1, y1, steps, temperature, seed], [message, original, masked, result, frames],
-              api_name="inpaint")
-
-
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="museumtok") as demo:
-        gr.Markdown(INTRO)
-        with gr.Tab("Tokenize"):
-            tokenize_tab()
-        with gr.Tab("Inpaint"):
-            inpaint_tab()
-        with gr.Tab("Codecs"):
-            codec_tab()
-        with gr.Tab("Context budget"):
-            budget_tab()
-        with gr.Tab("Chat"):
-            chat_tab()
+    T = Texts()
+    # uploads and Gradio's temporary files older than a day are deleted every hour (audit logs are not there)
+    with gr.Blocks(title="museumtok", delete_cache=(3600, 86400)) as demo:
+        lang, gallery, upload, current_img, current_md, tokenizer, m, m_slider = header(T)
+        with gr.Tabs():
+            with T(gr.Tab(t("tab_tokenize"), id="tokenize"), label="tab_tokenize"):
+                run_tokenize, tok_inputs, tok_outputs = tokenize_tab(T, upload, tokenizer, m, lang)
+            with T(gr.Tab(t("tab_inpaint"), id="inpaint"), label="tab_inpaint"):
+                on_canvas, canvas, inpaint_msg = inpaint_tab(T, upload, lang)
+            with T(gr.Tab(t("tab_codecs"), id="codecs"), label="tab_codecs"):
+                codec_tab(T, upload, lang)
+            with T(gr.Tab(t("tab_budget"), id="budget"), label="tab_budget"):
+                budget_tab(T)
+            with T(gr.Tab(t("tab_chat"), id="chat"), label="tab_chat"):
+                chat_tab(T, upload, tokenizer, m, lang)
+
+        # ---- one current artwork: the gallery or an upload sets it; every tab reads it ----------------------
+        def on_gallery(evt: gr.SelectData):
+            return str(cb.gallery_entry(evt.index).find())
+
+        gallery.select(on_gallery, None, upload, api_name="pick_artwork")
+
+        def on_current(source, lg="English"):
+            img, caption = cb.current_artwork(source, norm_lang(lg))
+            return img, caption
+
+        upload.change(on_current, [upload, lang], [current_img, current_md], api_name="current_artwork").then(
+            run_tokenize, tok_inputs, tok_outputs, api_name=False).then(
+            on_canvas, [upload, lang], [canvas, inpaint_msg], api_name=False)
+
+        def on_tokenizer(name):
+            values, default = cb.m_choices(name)
+            rng = cb.m_slider_range(name)
+            slider = gr.Slider(minimum=rng[0], maximum=rng[1], value=default, visible=True) if rng else gr.Slider(visible=False)
+            return gr.Dropdown(choices=values, value=default, visible=rng is None), slider
+
+        tokenizer.change(on_tokenizer, tokenizer, [m, m_slider], api_name="m_choices")
+        m_slider.release(lambda v: gr.Dropdown(value=int(v)), m_slider, m, api_name="m_from_slider")
+        m.input(run_tokenize, tok_inputs, tok_outputs, api_name=False)
+
+        # ---- the language: the browser's, then the switch --------------------------------------------------------
+        demo.load(None, None, lang, js=DETECT_LANG_JS)
+        components = [c for c, _ in T.items]
+        lang.change(T.relabel, lang, components, api_name=False).then(
+            on_current, [upload, lang], [current_img, current_md], api_name=False)
     return demo
 
 
@@ -302,16 +399,18 @@ def main(argv=None):
                    help="chat backend: embedded (default), hf:<path or Hub id>, http://host:port/v1#model, echo "
                         "(or $MUSEUMTOK_LLM)")
     a = p.parse_args(argv)
-    from museumtok.app import chat as ch
-
     if a.llm:
         ch.BACKEND.set(spec=a.llm)
     ch.BACKEND.start(preload=ch.preload_guide)       # the LLM loads while the page opens
+    from museumtok.llm.audit import close_dangling
+
+    close_dangling(cache_dir("audit"))               # questions a killed server never answered get their record
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
+    print(f"museumtok: {museumtok_command()} — open http://{a.host}:{a.port}", flush=True)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=a.host, server_port=a.port, share=a.share, auth=auth, max_file_size="50mb",
         allowed_paths=[str(r) for r in image_roots()] + [str(cache_dir("thumbs")), str(cache_dir("audit"))],
-        show_error=True,
+        show_error=True, theme=THEME, css=CSS,
     )
 
 

@@ -71,7 +71,7 @@ def write_model_card(
 
 ## Held-out metrics
 
-{markdown_table(metrics)}
+{markdown_table(metrics) if metrics else "In the evaluation section below."}
 {extra}
 """
     (directory / "README.md").write_text(text, encoding="utf-8")

@@ -131,6 +131,11 @@ def load(name: str):
         return obj
 
 
+def is_loaded(name: str) -> bool:
+    """True when :func:`load` has already built ``name`` in this process (the next call is instant)."""
+    return name in _CACHE
+
+
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()

@@ -238,29 +238,17 @@ def codebook_usage_figure(counts, title: str | None = None, sort: bool = True) -
 
 
 def interact_or_call(**widgets):
-    """``ipywidgets.interact`` as a decorator, except in fast mode (the notebook tests).
+    """``ipywidgets.interact`` as a decorator that returns the function itself, so a later cell can
+    call it again with other values (which is how executing a notebook checks its callbacks).
 
-    There the function runs once with each widget's current value (a list or tuple stands for its
-    first item) and its result is displayed, with no widget comm: nbclient can block forever on
-    cells whose widgets display output (jupyter/nbclient#312), which would stall the test suite.
+    The widgets are real in every mode, headless runs included: the headless hang once worked around
+    here (nbclient missing the ``execute_reply`` of a cell whose widgets display output,
+    jupyter/nbclient#312) is handled by the client that runs the notebooks, :mod:`museumtok.book`.
     """
-    from .paths import fast_mode
-
     def deco(fn):
-        if not fast_mode():
-            from ipywidgets import interact
+        from ipywidgets import interact
 
-            return interact(**widgets)(fn)
-        from IPython.display import display
-
-        def value(w):
-            if isinstance(w, (list, tuple)):
-                return w[0]
-            return getattr(w, "value", w)
-
-        out = fn(**{k: value(w) for k, w in widgets.items()})
-        if out is not None:
-            display(out)
+        interact(**widgets)(fn)
         return fn
 
     return deco

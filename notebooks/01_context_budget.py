@@ -153,6 +153,9 @@ def show_budget(images, M, words, context, reserve):
     return budget_figure(b)
 
 
+# %%
+show_budget(images=4, M=64, words=800, context=8192, reserve=256)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 4. Why fewer tokens also means a faster answer (§6.2 in brief)
 #

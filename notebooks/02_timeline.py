@@ -121,6 +121,9 @@ interact(show_map,
          families=SelectMultiple(options=lit.FAMILIES, value=tuple(lit.FAMILIES), rows=6, description="families"),
          review_claims=Checkbox(value=True, description="show the review's claims"));
 
+# %%
+show_map(families=tuple(lit.FAMILIES)[:2], review_claims=False)      # the callback once more, with other values
+
 # %% [markdown]
 # The review reads a trend into its table: *"VQ-VAE (1024 token) → VQ-GAN (256) → PaLM-E (16)"*,
 # fewer and fewer tokens per image. Checked against the papers the picture changes: Flamingo uses
@@ -160,6 +163,9 @@ shown = show_works()
 assert len(shown) == 14  # §2's 13 rows, with HiFiC and Entroformer (two papers the review merges) apart
 interact(show_works, which=Dropdown(options=["§2 table only", "with an erratum", "all"], description="rows"));
 
+# %%
+show_works(which="with an erratum")      # the callback once more, with other values
+
 # %% [markdown]
 # ## 3. The errata
 #
@@ -178,6 +184,9 @@ counts = {k: sum(k in e.kinds for e in errata) for k in lit.KINDS}
 print("errata by kind:", counts)
 assert show_errata("arithmetic") and all("arithmetic" in e.kinds for e in show_errata("arithmetic"))
 interact(show_errata, kind=Dropdown(options=["all", *lit.KINDS], value="venue", description="kind"));
+
+# %%
+show_errata(kind="all")      # the callback once more, with other values
 
 # %% [markdown]
 # The citation slips cluster in the newest works: every 2023–2024 row of §2's table carries at least

@@ -145,6 +145,9 @@ def show_iteration(iteration):
     return voronoi_figure(z, e, title=f"iteration {iteration}: distortion {distortion(z, e):.4f}")
 
 
+# %%
+show_iteration(3)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 4. Appendix B, Alg. 1: the EMA update
 #
@@ -233,6 +236,9 @@ def show_patch_codebook(K):
     display(patch_codebook_image(tok.codebook, 8, columns=32))
     display(tensor_to_pil(torch.cat([test_x[0], x_hat[0].clamp(0, 1)], 2)).resize((512, 256)))
 
+
+# %%
+show_patch_codebook(list(fitted)[-1])      # the callback once more, with other values
 
 # %% [markdown]
 # ## 6. The bundled tokenizer, through the one contract

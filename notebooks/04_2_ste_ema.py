@@ -292,13 +292,11 @@ def compare_updates(eta=5.0, gamma=0.9):
     return loss_run, ema_run
 
 
-# widgets only outside fast mode: nbclient can block on widget messages (jupyter/nbclient#312); the next cell runs the same function
-if not FAST:
-    interact(compare_updates, eta=FloatLogSlider(value=5.0, base=10, min=-1, max=1.7, step=0.1, description="SGD η"),
-             gamma=FloatSlider(value=0.9, min=0.5, max=0.999, step=0.01, description="EMA γ"));
+interact(compare_updates, eta=FloatLogSlider(value=5.0, base=10, min=-1, max=1.7, step=0.1, description="SGD η"),
+         gamma=FloatSlider(value=0.9, min=0.5, max=0.999, step=0.01, description="EMA γ"));
 
 # %%
-loss_run, ema_run = compare_updates(eta=5.0, gamma=0.9)
+loss_run, ema_run = compare_updates(eta=2.0, gamma=0.95)      # the callback, with other values than the sliders'
 assert min(ema_run.distortion) < ema_run.distortion[0] and min(loss_run.distortion) < loss_run.distortion[0]
 
 # %% [markdown]
@@ -351,13 +349,12 @@ def show_dead_codes(step=DEAD_STEPS, restart_after=5, update="EMA"):
     return runs
 
 
-# widgets only outside fast mode: nbclient can block on widget messages (jupyter/nbclient#312); the next cell runs the same function
-if not FAST:
-    interact(show_dead_codes, step=IntSlider(value=DEAD_STEPS, min=0, max=DEAD_STEPS, description="step"),
-             restart_after=IntSlider(value=5, min=1, max=20, description="T"),
-             update=Dropdown(options=["EMA", "loss"], value="EMA", description="update"));
+interact(show_dead_codes, step=IntSlider(value=DEAD_STEPS, min=0, max=DEAD_STEPS, description="step"),
+         restart_after=IntSlider(value=5, min=1, max=20, description="T"),
+         update=Dropdown(options=["EMA", "loss"], value="EMA", description="update"));
 
 # %%
+show_dead_codes(step=DEAD_STEPS // 2, restart_after=8, update="loss")      # the callback, with other values
 runs = show_dead_codes(step=DEAD_STEPS, restart_after=5, update="EMA")
 final = {T: used_codes(data, r.codebooks[-1]).float().mean().item() for T, r in runs.items()}
 print("held-out usage without / with restart:", final)
@@ -420,9 +417,7 @@ def show_tau(tau=1.0):
     return soft
 
 
-# widgets only outside fast mode: nbclient can block on widget messages (jupyter/nbclient#312); the next cell runs the same function
-if not FAST:
-    interact(show_tau, tau=FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.05, description="τ"));
+interact(show_tau, tau=FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.05, description="τ"));
 
 # %%
 peaks = [show_tau(t).max().item() for t in (5.0, 1.0, 0.1, 0.01)]

@@ -179,6 +179,9 @@ def show_beta(beta=0.25):
 
 interact(show_beta, beta=FloatSlider(value=0.25, min=0.0, max=2.0, step=0.05));
 
+# %%
+show_beta(1.5)          # the callback with another β: commitment_pull asserts the gradient 2β(z_e − e)/n
+
 # %% [markdown]
 # ## 3. Perplexity during a short training run
 #
@@ -221,7 +224,10 @@ fig
 last = curves[20][-1]
 # the logged perplexity is exp(H) of this batch's code frequencies: never more than K or than the batch's vector count
 assert 1.0 <= float(last["perplexity"]) <= 128
-assert float(last["usage"]) == 1 - float(last["dead_codes"]) / 128
+# usage = used/K is logged rounded to 6 decimals: compare counts of codes (integers), not floats
+used, dead = round(float(last["usage"]) * 128), int(float(last["dead_codes"]))
+assert used + dead == 128, (last["usage"], last["dead_codes"])
+assert math.isclose(float(last["usage"]), 1 - dead / 128, abs_tol=1e-6)
 
 # %% [markdown]
 # ## 4. The bundled tokenizer's codebook on Kodak

@@ -128,6 +128,9 @@ def show_tau(tau=1.0):
 interact(show_tau, tau=FloatLogSlider(value=1.0, base=10, min=-2, max=1, step=0.05));
 
 # %%
+show_tau(0.2)      # the callback once more, with other values
+
+# %%
 for tau in (10.0, 1.0, 0.1, 0.01):
     w = soft_sample(tau)
     assert torch.allclose(w.sum(), torch.tensor(1.0)), "a soft sample is a probability vector"

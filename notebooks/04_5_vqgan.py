@@ -156,6 +156,9 @@ def show_lambda(c=1.0):
     return f"λ = {lam.item():.4g};  ‖∇L_rec‖ = {g_rec.norm().item():.4g},  ‖∇(λ·c·L_GAN)‖ = {adv.norm().item():.4g}"
 
 
+# %%
+show_lambda(c=10.0)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 5. VQ-GAN next to VQ-VAE
 #

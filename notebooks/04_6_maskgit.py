@@ -189,6 +189,10 @@ def inpaint(top=grid // 4, left=grid // 4, size=grid // 2, steps=8, tau0=1.0):
                              (f"inpainted, T={steps}, τ0={tau0}", ae.decode_indices(filled[None])[0])], height=230)
 
 
+# %%
+inpaint(top=1, left=2, size=max(1, grid // 4), steps=4, tau0=2.0)      # the callback with other values (asserts inside)
+
+
 # %% [markdown]
 # ## 5. Against left-to-right autoregressive decoding
 #
@@ -225,7 +229,8 @@ assert ar.forward_passes == grid * grid and model.forward_passes == T
 #   tokens *before* each masked one in raster order. PSNR inside the box, against the original and
 #   against the tokenizer's own reconstruction, and the fraction of tokens recovered exactly.
 #
-# Fast mode uses one Kodak image (9 crops); the cards' tables use every held-out image.
+# Fast mode uses one Kodak image (9 crops), workshop mode 4 images per set; the cards' tables (and
+# `benchmarks/maskgit_vs_ar_quality.py`) use every held-out image.
 
 # %%
 from IPython.display import Markdown, display
@@ -235,7 +240,8 @@ from museumtok.evaluate_generative import ComparisonConfig, compare, held_out_cr
 ar_ckpt = CHECKPOINT_DIR / "ar-vqvae-f8-k1024-g8"
 if (ar_ckpt / "model.safetensors").exists() and (ckpt / "model.safetensors").exists():
     ar_trained = MaskGIT.from_pretrained(str(ar_ckpt)).eval()
-    cfg = ComparisonConfig(sets=("kodak",) if FAST else ("artworks-test", "kodak"), limit=1 if FAST else None)
+    # workshop: 4 images per set (36 crops each) keeps this cell near a minute; the cards' tables use every image
+    cfg = ComparisonConfig(sets=("kodak",) if FAST else ("artworks-test", "kodak"), limit=1 if FAST else 4)
     t0 = time.time()
     res = compare(model, ar_trained, ae, cfg)
     print(f"{time.time() - t0:.0f} s")

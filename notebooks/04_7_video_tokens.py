@@ -86,6 +86,9 @@ print(f"review §4.7: 16×16 tokens per frame, 4× in time, 30 fps → it says {
       f"the formula gives {ours:,.0f}")
 assert ours == chk.value == 1920 and chk.refutes_review
 
+# %%
+rate(fps=24, side=256, f=16, t=2)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 2. A tiny space-time tokenizer on moving squares
 

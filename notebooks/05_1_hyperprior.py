@@ -33,6 +33,12 @@
 #
 # The model is the bundled `hyperprior-q3` (N = 64, M = 96, trained on CPU for minutes, not days):
 # expect it well below CompressAI's published curve; the mechanics are the same.
+#
+# > **Warning: the review swaps y and z in §5.1.** It writes "latent z with a hyper-latent y", z ∼ N(0,
+# > σ²(y)). In Ballé et al. (2018), and in this notebook, CompressAI and the package, it is the other way
+# > round: **y = g_a(x) is the latent** that carries the image, **z = h_a(|y|) is the hyper-latent**, the
+# > side information from which σ = h_s(ẑ) is decoded. Read the review's §5.1 with the letters exchanged
+# > (errata `s5-1-notation`, `docs/glossary.md` §11).
 
 # %% [markdown]
 # ## Tóm tắt
@@ -68,17 +74,20 @@
 # | hàm phân phối tích luỹ chuẩn | standard normal CDF | $\Phi$ |
 # | bản đồ bit | bits-per-pixel map | — |
 # | số kênh | number of channels | $N$, $M$ (codec) |
+# | hàm Lagrange | Lagrangian (rate–distortion cost) | $J = D + \lambda R$ |
+# | hệ số Lagrange | Lagrange multiplier (trade-off weight) | $\lambda$ |
 #
 # Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
 
 # %%
+import json
 import math
 
 import numpy as np
 import plotly.express as px
 import torch
 from IPython.display import Markdown, display
-from ipywidgets import IntSlider, interact
+from ipywidgets import FloatLogSlider, IntSlider, interact
 from scipy.stats import norm
 
 import museumtok
@@ -128,6 +137,9 @@ def show_channel(rank=0):
 interact(show_channel, rank=IntSlider(0, 0, y_hat.shape[0] - 1, 1));
 
 # %%
+show_channel(rank=min(5, y_hat.shape[0] - 1))      # the callback once more, with another channel
+
+# %%
 px.imshow(z_hat[: min(16, z_hat.shape[0])].numpy(), facet_col=0, facet_col_wrap=8,
           title="the hyper-latent ẑ (first 16 channels): the side information", color_continuous_scale="RdBu_r")
 
@@ -142,6 +154,87 @@ ref = norm.cdf((yy.numpy() + 0.5) / ss.numpy()) - norm.cdf((yy.numpy() - 0.5) / 
 ours = gc.likelihood(yy, ss).numpy()
 assert np.allclose(ours, np.maximum(ref, 1e-9), rtol=1e-6, atol=1e-12)
 print("P(ŷ | σ) agrees with scipy on", len(yy), "elements")
+
+# %% [markdown]
+# ## 3b · Why a predicted σ saves bits
+#
+# The range coder spends −log2 P(ŷ | σ) bits on an element, where P is the probability mass of its
+# quantization bin, the interval [ŷ − ½, ŷ + ½] under a zero-mean Gaussian of scale σ:
+# P(ŷ | σ) = Φ((ŷ + ½)/σ) − Φ((ŷ − ½)/σ). If σ is small where ŷ is 0 (flat sky), almost all the mass
+# sits in the bin around 0 and a zero costs a fraction of a bit. If σ is large where ŷ is large
+# (texture), the mass is spread so a large value is not a surprise either. One σ for a whole channel
+# must compromise: too small for the textures (a large ŷ lands in the far tail and costs many bits),
+# too large for the flat parts (even a zero costs bits). **A σ that matches the local scale
+# concentrates the mass on the values that actually occur**, and the hyperprior pays for that
+# knowledge with the bits of ẑ. Move the sliders: the bits of one element as a function of σ.
+
+# %%
+def show_bits(y=0, sigma=1.0):
+    """Bits −log2 P(ŷ | σ) of one element ŷ = y, against σ, with the chosen σ marked."""
+    ss = torch.logspace(-1, 1.5, 200, dtype=torch.float64)
+    bits = -torch.log2(gc.likelihood(torch.full_like(ss, float(y)), ss))
+    ref = -np.log2(np.maximum(norm.cdf((y + 0.5) / sigma) - norm.cdf((y - 0.5) / sigma), 1e-9))
+    here = float(-torch.log2(gc.likelihood(torch.tensor([float(y)], dtype=torch.float64), torch.tensor([sigma], dtype=torch.float64))))
+    assert abs(here - ref) < 1e-6, "−log2 of the bin's Gaussian mass (scipy)"
+    fig = px.line(x=ss.numpy(), y=bits.numpy(), log_x=True, labels={"x": "σ", "y": f"bits for ŷ = {y}"},
+                  title=f"ŷ = {y}, σ = {sigma:.2f}: {here:.2f} bits (the cheapest σ for ŷ = {y} is about {float(ss[bits.argmin()]):.2f})")
+    fig.add_scatter(x=[sigma], y=[here], mode="markers", marker=dict(size=12, color="crimson"), showlegend=False)
+    fig.update_layout(height=320)
+    return fig
+
+
+interact(show_bits, y=IntSlider(0, -8, 8, 1, description="ŷ"),
+         sigma=FloatLogSlider(value=1.0, base=10, min=-1, max=1.5, step=0.05, description="σ"));
+
+# %%
+show_bits(y=4, sigma=0.3)                       # a large value under a small σ: the far tail, many bits
+
+# %% [markdown]
+# On real artworks: the bits of ŷ under the predicted σ = h_s(ẑ), against **one σ per channel**
+# learned from six training artworks (the best a non-adaptive Gaussian model of each channel can do,
+# as a factorized prior would), and against the best single σ per channel fitted to each image itself
+# with hindsight (an oracle that would also have to send its 96 values). Also σ twice or half too large.
+
+# %%
+grid_s = torch.logspace(-1, 1.7, 80, dtype=torch.float64)
+
+
+def channel_bits(yh, s_per_channel):
+    """Bits of ŷ (C, h, w) when every element of channel c is coded with the scale s_per_channel[c]."""
+    return float(-torch.log2(gc.likelihood(yh, s_per_channel[:, None, None].expand_as(yh))).sum())
+
+
+train_y = torch.cat([codec.analyse(working_image(load_image(e.find()).image, SIZE).x)["y_hat"][0].double().flatten(1)
+                     for e in load_catalog(split="train", collection="artworks")[:6]], 1)          # (C, n)
+table = torch.stack([-torch.log2(gc.likelihood(train_y, torch.full_like(train_y, float(s_)))).sum(1) for s_ in grid_s])
+s_learned = grid_s[table.argmin(0)]                                     # one σ per channel, from other images
+rows, tot = [], {"pred": 0.0, "learned": 0.0}
+for e in load_catalog(split="test", collection="artworks")[:3]:
+    ae = codec.analyse(working_image(load_image(e.find()).image, SIZE).x)
+    yh = ae["y_hat"][0].double()
+    pred, side = float(ae["bits_y"].sum()), float(ae["bits_z"].sum())
+    learned = channel_bits(yh, s_learned)
+    hind = float(torch.stack([-torch.log2(gc.likelihood(yh, torch.full_like(yh, float(s_)))).sum((1, 2))
+                              for s_ in grid_s]).min(0).values.sum())
+    rows.append(f"| {e.title[:40]} | {pred:.0f} + {side:.0f} = **{pred + side:.0f}** | {learned:.0f} | {hind:.0f} | "
+                f"{1 - (pred + side) / learned:+.0%} |")
+    tot["pred"] += pred + side
+    tot["learned"] += learned
+display(Markdown("| artwork | predicted σ: ŷ + ẑ bits | one σ per channel, learned | one σ per channel, hindsight | "
+                 "saved by the hyperprior |\n|---|---|---|---|---|\n" + "\n".join(rows)))
+assert tot["pred"] < tot["learned"], "over these artworks the local σ saves more than ẑ costs"
+
+sig = sigma.double().clamp_min(gc.scale_min)
+bits_pred = float(-torch.log2(gc.likelihood(y_hat.double(), sig)).sum())
+assert abs(bits_pred - float(a["bits_y"].sum())) < 1e-3 * bits_pred          # the package's own count
+scaled = {f: float(-torch.log2(gc.likelihood(y_hat.double(), (sig * f).clamp_min(gc.scale_min))).sum()) for f in (0.5, 2.0)}
+print(f"{entry.title}: ŷ costs {bits_pred:.0f} bits with the predicted σ, {scaled[2.0]:.0f} with 2σ, {scaled[0.5]:.0f} with σ/2")
+assert bits_pred < min(scaled.values())
+
+# %% [markdown]
+# The saving depends on the painting: a work that is busy everywhere (the School of Athens) is coded
+# as well or slightly better by one scale per channel (this CPU-trained h_s misjudges it), while one with calm areas next to detailed ones (van Eyck,
+# Vermeer) saves a large share, because there the right σ differs from place to place.
 
 # %% [markdown]
 # ## 4 · Estimated bits against the bytes written
@@ -172,3 +265,58 @@ print(f"the busiest 10% of 16×16 blocks take {top:.0%} of the bits")
 # %% [markdown]
 # The bits follow the detail: textures, edges and faces are expensive, flat sky and dark varnish are
 # almost free. A hyperprior spends a few percent on ẑ to tell the coder *where* those regions are.
+
+# %% [markdown]
+# ## 6 · λ: trading bits for distortion
+#
+# Each learned codec is trained for one point of the rate–distortion trade-off by minimising
+# **L = R + λ·D** (§3.2), with R the bits per pixel (from the likelihoods) and D the distortion,
+# here 255²·MSE as in CompressAI. λ is the price of distortion in bits: a **larger λ makes distortion
+# expensive, so the model spends more bits and distorts less**; a smaller λ gives smaller files and
+# blurrier images. The four bundled hyperpriors were trained at λ = 0.0018, 0.0035, 0.0067 and 0.013
+# (CompressAI's quality 1–4). The loss the trainer minimises, checked by hand on one crop, then the
+# four models on this artwork with real bytes:
+
+# %%
+from museumtok.paths import CHECKPOINT_DIR  # noqa: E402
+from museumtok.train.neural_codecs import rd_loss  # noqa: E402
+
+names = [f"hyperprior-q{q}" for q in (1, 2, 3, 4)]
+lams = {n: json.loads((CHECKPOINT_DIR / n / "config.json").read_text())["lmbda"] for n in names}
+xc = x[None, :, :128, :128]
+with torch.no_grad():
+    out = codec(xc)
+    L = rd_loss(out, xc, lams["hyperprior-q3"])
+    bpp_hand = sum(float(-torch.log2(p).sum()) for p in out["likelihoods"].values()) / (128 * 128)
+    mse_hand = float(((out["x_hat"] - xc) ** 2).mean())
+assert math.isclose(float(L["loss"]), bpp_hand + lams["hyperprior-q3"] * 255**2 * mse_hand, rel_tol=1e-5)
+
+points = {}
+for n in names:
+    c = museumtok.load(n)
+    e = c.compress(x)
+    xh = c.decompress(e.data)
+    points[n] = {"λ": lams[n], "bpp": e.bpp, "mse": float(((xh - x) ** 2).mean()), "psnr": float(psnr(x, xh)), "x_hat": xh}
+bpps = [points[n]["bpp"] for n in names]
+mses = [points[n]["mse"] for n in names]
+assert bpps == sorted(bpps) and mses == sorted(mses, reverse=True), "larger λ: more bits, less distortion"
+display(Markdown("| codec | λ | bpp (real bytes) | PSNR (dB) | L = R + λ·255²·MSE at its own λ |\n|---|---|---|---|---|\n" + "\n".join(
+    f"| {n} | {p['λ']} | {p['bpp']:.3f} | {p['psnr']:.2f} | {p['bpp'] + p['λ'] * 255**2 * p['mse']:.3f} |" for n, p in points.items())))
+px.line(x=bpps, y=[points[n]["psnr"] for n in names], markers=True, text=[f"λ={lams[n]}" for n in names],
+        labels={"x": "bpp (real bytes)", "y": "PSNR (dB)"}, title="four λ, one artwork: the rate–distortion curve")
+
+
+# %%
+def show_lambda(q=3):
+    """The artwork coded by the model trained at λ of quality ``q`` (a 128 px detail)."""
+    n = f"hyperprior-q{q}"
+    p = points[n]
+    crop = torch.cat([x[:, :128, :128], p["x_hat"][:, :128, :128]], -1)
+    return px.imshow(crop.permute(1, 2, 0).numpy(), title=f"λ = {p['λ']}: {p['bpp']:.3f} bpp, {p['psnr']:.2f} dB "
+                     "(original | decoded, top-left 128 px)").update_layout(height=330)
+
+
+interact(show_lambda, q=IntSlider(3, 1, 4, description="quality"));
+
+# %%
+show_lambda(q=1)

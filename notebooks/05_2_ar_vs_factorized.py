@@ -64,6 +64,7 @@ import time
 import plotly.express as px
 import torch
 from IPython.display import Markdown, display
+from ipywidgets import Dropdown, IntSlider, interact
 
 import museumtok
 from museumtok.metrics import psnr
@@ -82,7 +83,7 @@ print({f: sorted(n) for f, n in families.items()}, "on", len(images), "image(s)"
 # ## 1 · Code every image with every bundled learned codec
 
 # %%
-rows = []
+rows, decoded = [], {}
 for fam, names in families.items():
     for name in sorted(names)[: (1 if FAST else None)] if fam == "context" else sorted(names):
         codec = museumtok.load(name)
@@ -92,6 +93,7 @@ for fam, names in families.items():
             t1 = time.perf_counter()
             x_hat = codec.decompress(enc.data)
             t2 = time.perf_counter()
+            decoded[(name, img_id)] = x_hat.clamp(0, 1).half()               # kept for the slider below
             rows.append({"family": fam, "codec": name, "image": img_id, "bpp": enc.bpp,
                          "PSNR": float(psnr(x, x_hat)), "encode ms": 1e3 * (t1 - t0), "decode ms": 1e3 * (t2 - t1)})
 from museumtok.cards import markdown_table  # noqa: E402
@@ -111,6 +113,36 @@ px.line(columns, x="bpp", y="PSNR", color="family", markers=True, hover_name="co
 # %%
 px.scatter(columns, x="decode ms", y="PSNR", color="family", size="bpp", hover_name="codec", log_x=True,
            title="quality against decode time (marker size: bpp)")
+
+# %% [markdown]
+# ### Look at the pixels
+# Pick a codec and an image: the original and the decoded file side by side (a 192 px detail, where
+# the differences show), with the file's rate and PSNR. Compare the lowest-rate hyperprior with the
+# highest-rate factorized model, or any codec with its neighbour in the table.
+
+# %%
+originals = dict(images)
+image_ids = [i for i, _ in images]
+
+
+def show_codec(codec_name=table[0]["codec"], image=0, top=0, left=0):
+    img_id = image_ids[image]
+    x, x_hat = originals[img_id], decoded[(codec_name, img_id)].float()
+    r = next(r for r in rows if r["codec"] == codec_name and r["image"] == img_id)
+    assert abs(float(psnr(x, x_hat)) - r["PSNR"]) < 0.05, "the PSNR in the table is this image's"
+    t, l = min(top, x.shape[1] - 192), min(left, x.shape[2] - 192)
+    pair = torch.cat([x[:, t:t + 192, l:l + 192], x_hat[:, t:t + 192, l:l + 192]], -1)
+    return px.imshow(pair.permute(1, 2, 0).numpy(), title=f"{codec_name} on Kodak {img_id}: {r['bpp']:.3f} bpp, "
+                     f"{r['PSNR']:.2f} dB (original | decoded)").update_layout(height=360)
+
+
+interact(show_codec, codec_name=Dropdown(options=[r["codec"] for r in table], description="codec"),
+         image=IntSlider(0, 0, len(images) - 1, description="image"),
+         top=IntSlider(0, 0, max(0, images[0][1].shape[1] - 192), 32, description="top"),
+         left=IntSlider(0, 0, max(0, images[0][1].shape[2] - 192), 32, description="left"));
+
+# %%
+show_codec(codec_name=table[-1]["codec"], image=len(images) - 1, top=32, left=64)   # the callback, other values
 
 # %% [markdown]
 # ## 2 · Why the context model is sequential

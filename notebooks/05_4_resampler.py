@@ -169,6 +169,9 @@ def show(token=0, M=16):
 
 interact(show, token=IntSlider(0, 0, 63), M=IntSlider(16, 1, 64))
 
+# %%
+show(token=3, M=8)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 5. Quality against M
 #

@@ -165,6 +165,9 @@ def show(image=0):
 
 interact(show, image=Dropdown(options=list(range(3 if FAST else 15)), value=0))
 
+# %%
+show(image=1)      # the callback once more, with other values
+
 # %% [markdown]
 # **Take-away.** Residual levels make M a choice at read time: keep 320 tokens in the archive,
 # send 64 when the context is tight, and the same decoder handles both.

@@ -54,7 +54,9 @@
 # Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
 
 # %%
+import plotly.graph_objects as go
 import torch
+from ipywidgets import SelectionSlider, interact
 from transformers import AutoTokenizer
 
 from museumtok import registry
@@ -115,6 +117,33 @@ llm_tok = (AutoTokenizer.from_pretrained(str(embedded_cache_dir())) if embedded_
 image_text = f"{IMG_START} {format_image_tokens(indices)} {IMG_END}"
 n_plain = len(llm_tok(image_text, add_special_tokens=False)["input_ids"])
 print(f"256 image tokens as plain text: {n_plain} LLM tokens ({n_plain / 256:.1f} per image token)")
+
+# %% [markdown]
+# Slide the token count M (the tokenizer's menu): the context the image takes as plain text and as
+# added words. The cost of plain text grows with M, and so does its ratio, because more tokens means
+# more distinct, longer indices.
+
+# %%
+plain_tok = (AutoTokenizer.from_pretrained(str(embedded_cache_dir())) if embedded_is_cached()
+             else AutoTokenizer.from_pretrained(str(embedded_gguf().parent), gguf_file=embedded_gguf().name))
+
+
+def token_cost(M=256):
+    """LLM tokens of one image of M tokens: as plain text `<v312> …`, and with the codewords added (M + 2)."""
+    idx = encode_image_to_tokens(image, M)
+    plain = len(plain_tok(f"{IMG_START} {format_image_tokens(idx)} {IMG_END}", add_special_tokens=False)["input_ids"])
+    added = idx.numel() + 2
+    assert plain > added
+    fig = go.Figure(go.Bar(x=["plain text", "codewords added"], y=[plain, added], text=[plain, added]))
+    fig.update_layout(height=300, yaxis_title="LLM tokens for the image",
+                      title=f"M = {M}: plain text costs {plain / added:.1f}× the context")
+    return fig
+
+
+interact(token_cost, M=SelectionSlider(options=list(tok.supported_M), value=256, description="M"));
+
+# %%
+token_cost(M=min(tok.supported_M))          # the callback, with another M
 
 # %% [markdown]
 # Without added vocabulary, `<v312>` is split by the BPE into pieces such as `<`, `v`, `3`, `1`,

@@ -150,6 +150,9 @@ def metric_against_bits(set_name, metric):
     return fig
 
 
+# %%
+metric_against_bits(doc["sets"][-1], list(METRICS)[-1])      # the callback once more, with other values
+
 # %% [markdown]
 # §9.1's "rate (bits/token)" is log2 K for fixed-length indices (bits raw / M), less when a
 # tokenizer entropy-codes its indices (bits coded / M).
@@ -244,6 +247,9 @@ def show_token(position):
     display(thumb, big)
 
 
+# %%
+show_token(0)      # the callback once more, with other values
+
 # %% [markdown]
 # Does a token decode to *its* patch only? For a patch codebook yes: each index is replaced by its
 # codeword. A convolutional decoder (VQ-VAE) mixes each token with its neighbours, so the patch a
@@ -329,6 +335,9 @@ def code_frequencies(name):
                       margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
+
+# %%
+code_frequencies(list(health)[-1])      # the callback once more, with other values
 
 # %% [markdown]
 # Does the check catch a real collapse? Take the chosen tokenizer, push all but 4 codewords far
@@ -440,6 +449,9 @@ def psnr_against(stat):
                       yaxis_title="PSNR (dB)", height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
+
+# %%
+psnr_against("hf_energy")      # the callback once more, with other values
 
 # %% [markdown]
 # **Reading it.** A fixed-rate patch tokenizer spends the same bits on a flat sky and on a dense

@@ -267,6 +267,9 @@ def crowd(rate):
           f"p95 latency {s['local_p95_ms'] / 1e3:.1f} s, fallback {s['fallback_rate']:.0%}")
 
 
+# %%
+crowd(12)      # the callback once more, with other values
+
 # %% [markdown]
 # ## 4. Context: the review's 2.1k tokens
 #

@@ -145,3 +145,71 @@ def test_chat_endpoints_on_the_running_app(echo_app, image_file):
     assert "I see 64 image tokens" in str(out[0][-1]["content"]) and "time to first token" in out[4]
     log = c.predict(api_name="/chat_audit")
     assert sum(1 for line in open(log) if '"image_token"' in line) == 64
+
+
+@pytest.mark.server
+def test_a_killed_server_loses_no_question(tmp_path, image_file):
+    """kill -9 two seconds into a streamed answer: the question is already in the audit log; the next start
+    of the app adds the record that its answer was cut off. A real server process, really killed."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from gradio_client import Client, handle_file
+
+    root = Path(__file__).resolve().parents[1]
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(root), GRADIO_ANALYTICS_ENABLED="False", MUSEUMTOK_CACHE=str(cache))
+
+    def start():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, str(root / "app.py"), "--port", str(port), "--llm", "echo:0.5"],
+                                cwd=root, stdout=open(tmp_path / f"app{port}.log", "w"), stderr=subprocess.STDOUT,
+                                env=env)
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(360):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                return proc, url
+            except OSError:
+                time.sleep(0.5)
+        proc.kill()
+        pytest.fail("app did not start")
+
+    proc, url = start()
+    try:
+        c = Client(url, verbose=False)
+        job = c.submit("Who painted this painting, please?", [], 2048, handle_file(image_file), "lloyd-patch-k256", 64,
+                       False, api_name="/chat_ask")
+        audit = cache / "audit"
+        deadline = time.time() + 60
+        while time.time() < deadline and not any('"question"' in p.read_text() for p in audit.glob("*.jsonl")):
+            time.sleep(0.2)
+        time.sleep(2.0)                                 # two seconds into the streamed answer
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        del job
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs = list(audit.glob("*.jsonl"))
+    recs = [json.loads(line) for p in logs for line in p.read_text().splitlines()]
+    assert [r["question"] for r in recs if r["type"] == "question"] == ["Who painted this painting, please?"]
+    assert not [r for r in recs if r["type"] == "turn"]                # the answer never ended
+    proc2, _ = start()                                                # the next start closes the dangling question
+    try:
+        recs = [json.loads(line) for p in logs for line in p.read_text().splitlines()]
+        cut = [r for r in recs if r["type"] == "turn"]
+        assert len(cut) == 1 and cut[0]["completed"] is False and "stopped" in cut[0]["error"]
+        assert sum(r["type"] == "image_token" for r in recs) == 64      # nothing already written was lost
+    finally:
+        proc2.terminate()
+        proc2.wait(10)

@@ -13,10 +13,14 @@ def client(app_server):
 
 def test_tokenize_endpoint(client, kodak_path):
     out = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")
-    notes, original, recon, err, metrics = out[:5]
-    assert Image.open(recon).size == (64, 64)
+    headline, original, recon, jpeg, webp, metrics = out[:6]
+    assert Image.open(recon).size == (512, 512)                  # the 64 px working image shown ×8 for the screen
+    assert "64 tokens = 640 bits" in headline and "WebP" in headline   # the plain-words line
     assert metrics["headers"][0] == "method"
     assert metrics["data"][0][0] == "lloyd-patch-k1024" and metrics["data"][0][2] == 640
+    vi = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k1024", 64, 4096, 200, "Tiếng Việt",
+                        api_name="/tokenize")
+    assert "64 token = 640 bit" in vi[0]
 
 
 def test_bad_file_gets_a_message_and_server_stays_up(client, tmp_path, kodak_path):
@@ -24,11 +28,13 @@ def test_bad_file_gets_a_message_and_server_stays_up(client, tmp_path, kodak_pat
     broken.write_bytes(kodak_path.read_bytes()[:2000])
     out = client.predict(handle_file(str(broken)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")
     assert "damaged or truncated" in out[0]
+    vi = client.predict(handle_file(str(broken)), "lloyd-patch-k1024", 64, 4096, 200, "Tiếng Việt", api_name="/tokenize")
+    assert "bị hỏng hoặc bị cắt cụt" in vi[0]                  # the same error in Vietnamese
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (1, 1)).save(tiny)
     assert "at least 16" in client.predict(handle_file(str(tiny)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")[0]
     out = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k256", 256, 4096, 200, api_name="/tokenize")
-    assert out[4]["data"][0][1] == 256, "the next request still works"
+    assert out[5]["data"][0][1] == 256, "the next request still works"
 
 
 def test_m_menu_follows_the_tokenizer(client):

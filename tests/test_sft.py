@@ -201,8 +201,9 @@ def test_bundled_adapter_loads_onto_the_embedded_llm():
     b = TransformersBackend.embedded()
     pm, delta, vocab, cfg = load_adapter(d, b.model, b.tokenizer)
     assert delta.n == cfg.K + 2 and vocab.K == cfg.K
+    assert cfg.version == 2 and cfg.pos2d and cfg.row_ends
     card = (d / "README.md").read_text()
-    assert all(w in card for w in ("| real |", "| shuffled |", "| none |", "| chance |"))
+    assert "| question | real | shuffled | none | n |" in card and "Hallucination rate" in card
 
 
 # ---- the adapter in the chat: §7.3 prompts, word init, backend switching ----------------------------
@@ -339,16 +340,21 @@ def test_chat_uses_the_bundled_adapter_for_its_tokenizer():
     assert b.adapter_active and entry.adapter_path.name in b.adapter_status
     ids = b.encode_messages(s.messages_for("Is this detail bright or dark?", s.plan("x")))
     assert b.tokenizer.decode(ids[-6:]).endswith("Guide:")              # §7.3 form, no chat template
-    answer = "".join(s.ask("Is this detail bright or dark?")).strip()
-    assert answer == "bright", answer                                   # reads the tokens, in the trained form
+    assert "Catalog card: none" in b.tokenizer.decode(ids)               # version 2: the card line is always there
+    answer = "".join(list(s.ask("Is this detail bright or dark?"))[-1:]).strip()
+    assert "bright" in answer.lower() and len(answer.split()) >= 3, answer   # reads the tokens, in a sentence
     for rgb, colour, light in (((15, 15, 15), "black", "dark"), ((51, 89, 178), "blue", None)):
         s.set_image(tok, Image.new("RGB", (64, 64), rgb), 64)              # solid palette colours
-        assert "".join(s.ask("What is the dominant colour of this detail?")).strip() == colour
+        said = list(s.ask("What is the dominant colour of this detail?"))[-1]
+        assert colour in said.lower(), said
         if light:
-            assert "".join(s.ask("Is this detail bright or dark?")).strip() == light
-    s.set_image(museumtok.load("lloyd-patch-k256"), white, 64)          # a tokenizer without an adapter
-    assert not b.adapter_active
-    assert "<|im_start|>" in b.tokenizer.decode(b.encode_messages(s.messages_for("Hi", s.plan("Hi"))))
+            assert light in list(s.ask("Is this detail bright or dark?"))[-1].lower()
+    s.set_image(museumtok.load("lloyd-patch-k256"), white, 64)          # a tokenizer without an adapter: guarded
+    assert not b.adapter_active and s.guarded
+    ids = b.encode_messages(s.messages_for("Hi", s.plan("Hi")))
+    assert not any(i >= b.tokenizer.convert_tokens_to_ids("<lloyd-patch-k256:v0>") for i in ids)   # tokens withheld
+    said = list(s.ask("What colours dominate this painting?"))[-1]
+    assert said.startswith("I can't read lloyd-patch-k256 image tokens yet"), said
 
 
 def test_adapter_folder_names_and_lookup(tmp_path, monkeypatch):

@@ -275,12 +275,35 @@ def _load_with(backend, source, tokenizer, M, sid, context, card, lines) -> Chat
     sid, s = _session(sid, backend, context)
     name = getattr(source, "name", None) or str(source)
     s.set_image(tok, loaded.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
+    s.source_key = (str(source), tokenizer, Mv)
     lines.append(f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
                  f"and the KV cache start afresh. Backend: `{backend.name}`.")
     lines.append(getattr(backend, "adapter_status", ""))
     return ChatView(sid=sid, history=[], sees=prompt_text(s.messages_for("(your question)", s.plan("x"))),
                     budget=_budget_fig(s), grid=token_grid_figure(s.tokens),
                     notice="\n".join(f"- {x}" for x in lines if x))
+
+
+def loaded_key(sid: str | None):
+    """(source, tokenizer, M) of the image the session's guide is looking at, or None."""
+    with _SESSIONS_LOCK:
+        s = _SESSIONS.get(sid) if sid else None
+    return getattr(s, "source_key", None) if s is not None and s.tokens is not None else None
+
+
+def ensure_image(source, tokenizer: str, M, sid: str | None, context: int | None = None,
+                 recognise: bool = True) -> ChatView | None:
+    """Load the app's current artwork into the chat unless the session already looks at it (same file,
+    tokenizer and M): the Chat tab follows the header's artwork without a second upload. None: nothing to do."""
+    if source is None or (isinstance(source, str) and not source.strip()):
+        return None
+    try:
+        Mv = registry.load(tokenizer).check_M(M) if registry.get(tokenizer).kind == "tokenizer" else M
+    except Exception:  # noqa: BLE001 — load_image_for_chat reports the problem in words
+        Mv = M
+    if loaded_key(sid) == (str(source), tokenizer, Mv):
+        return None
+    return load_image_for_chat(source, tokenizer, M, sid, context, recognise=recognise)
 
 
 def chat_turn(question: str, history: list[dict] | None, sid: str | None, context: int | None = None,

@@ -14,7 +14,8 @@ from PIL import Image
 
 from .. import registry
 from ..data.images import ImageLoadError, load_image, tensor_to_pil, working_image
-from .callbacks import _row
+from .callbacks import psnr, bits_to_match, metrics_row, upscale
+from .i18n import error_text, t as tr
 
 CODEC_SIZES = (256, 512, 768)
 
@@ -29,6 +30,7 @@ class CodecResult:
     notes: list[str] = field(default_factory=list)
     comparisons: dict[str, Image.Image] = field(default_factory=dict)
     nbytes: int = 0
+    headline: str = ""                        # the numbers that matter, in plain words
 
     def metrics_rows(self, columns: list[str]) -> list[list]:
         return [[r.get(c, "") for c in columns] for r in self.metrics]
@@ -49,10 +51,13 @@ def heatmap_image(m: torch.Tensor, cmap: str = "magma") -> Image.Image:
     return Image.fromarray((rgb * 255).round().astype(np.uint8))
 
 
-def compress_image(source, codec_name: str, size: int = 512, compare: bool = True) -> CodecResult:
-    """Compress the centre size×size crop with a learned codec; measure; compare at the same bits."""
+def compress_image(source, codec_name: str, size: int = 512, compare: bool = True, lang: str = "en",
+                   progress=None) -> CodecResult:
+    """Compress the centre size×size crop with a learned codec; measure; compare at the same bits.
+    ``progress(fraction, text)`` is told what is happening (the app passes ``gr.Progress``)."""
+    say = progress or (lambda f, d: None)
     if source is None or (isinstance(source, str) and not source.strip()):
-        return CodecResult(error="Upload an image or pick an artwork from the gallery first.")
+        return CodecResult(error=tr("need_image", lang))
     try:
         entry = registry.get(codec_name)
     except KeyError as err:
@@ -64,14 +69,17 @@ def compress_image(source, codec_name: str, size: int = 512, compare: bool = Tru
     try:
         loaded = load_image(source)
     except ImageLoadError as err:
-        return CodecResult(error=f"Cannot use this file: {err}")
+        return CodecResult(error=tr("cannot_use", lang, why=error_text(err, lang)))
     try:
+        if not registry.is_loaded(codec_name):
+            say(0.05, tr("loading_tok", lang, name=codec_name))
         codec = registry.load(codec_name)
     except (registry.CheckpointMissing, FileNotFoundError) as err:
         return CodecResult(error=str(err))
     wi = working_image(loaded.image, int(size))
     x = wi.x
     h, w = x.shape[-2:]
+    say(0.2, tr("compressing", lang))
     enc = codec.timed_compress(x)
     t0 = time.perf_counter()
     x_hat = codec.decompress(enc.data)
@@ -80,18 +88,33 @@ def compress_image(source, codec_name: str, size: int = 512, compare: bool = Tru
                       notes=list(loaded.notes))
     a = codec.analyse(x)
     res.bpp_map = heatmap_image(a["bpp_map"][:h, :w])
-    res.metrics.append(_row(codec_name, None, enc.bits, h, w, x, x_hat, enc.encode_ms, dec_ms,
+    res.metrics.append(metrics_row(codec_name, None, enc.bits, h, w, x, x_hat, enc.encode_ms, dec_ms,
                             f"{len(enc.data)} bytes, real bitstream (λ = {codec.cfg.lmbda})"))
+    verdict = ""
     if compare:
+        say(0.7, tr("comparing", lang))
         for name in ("jpeg", "webp"):
             c = registry.load(name)
             br = c.compress_at_bits(x, enc.bits)
             t0 = time.perf_counter()
             y = c.decompress(br.encoded)
             d_ms = (time.perf_counter() - t0) * 1e3
-            res.metrics.append(_row(f"{name} @ same bits", None, br.encoded.bits, h, w, x, y,
+            res.metrics.append(metrics_row(f"{name} @ same bits", None, br.encoded.bits, h, w, x, y,
                                     br.encoded.encode_ms, d_ms, br.note()))
             res.comparisons[name] = tensor_to_pil(y)
+            if name == "webp":
+                pt, pc = psnr(x, x_hat), psnr(x, y)
+                if not br.fits:
+                    verdict = tr("verdict_nofit", lang, codec="WebP", need=f"{br.encoded.bits:,}".replace(",", "\u2009"))
+                elif pc < pt:
+                    need = bits_to_match(c, x, pt)
+                    verdict = tr("verdict_worse", lang, codec="WebP", psnr_c=f"{pc:.1f}", psnr_t=f"{pt:.1f}",
+                                 match=tr("verdict_match", lang, codec="WebP", need=f"{need:,}".replace(",", "\u2009"))
+                                 if need else "")
+                else:
+                    verdict = tr("verdict_better", lang, codec="WebP", psnr_c=f"{pc:.1f}", psnr_t=f"{pt:.1f}")
+    res.headline = tr("codec_line", lang, codec=codec_name, nbytes=len(enc.data), bpp=f"{enc.bpp:.3f}", S=w,
+                      verdict=verdict)
     res.notes.append(f"{codec_name}: {len(enc.data)} bytes = {enc.bpp:.3f} bits per pixel for a {w}×{h} centre crop; "
                      "the map shows where the bits go (brighter = more bits)")
     return res

@@ -1,6 +1,7 @@
-"""The app's Inpaint tab (§4.6): hide the tokens under a box, let MaskGIT fill them back, step by step.
+"""The app's Inpaint tab (§4.6): hide the tokens the presenter draws over (or a box), let MaskGIT fill
+them back, step by step.
 
-A visitor stands in front of the painting: the tokens under that box are masked and the bundled
+A visitor stands in front of the painting: the tokens under the strokes are masked and the bundled
 MaskGIT (trained on the 8×8 token grids of ``vqvae-f8-k1024`` at 64 px) regenerates them in T parallel
 steps with the temperature schedule τ_t = max(τ_min, τ0·α^t). Tokens outside the box never change.
 Pure functions, unit-tested; ``app.py`` only wires them.
@@ -17,11 +18,12 @@ from PIL import Image
 from .. import registry
 from ..data.images import ImageLoadError, load_image, tensor_to_pil
 from ..paths import CHECKPOINT_DIR
+from .i18n import error_text, t as tr
 
 MASKGIT = "maskgit-vqvae-f8-k1024-g8"   # checkpoint folder of the bundled MaskGIT
 TOKENIZER = "vqvae-f8-k1024"             # the frozen tokenizer it was trained on
 M = 64                                   # its 8×8 grid (64 px working image, f = 8)
-SHOW = 256                               # displayed size (nearest-neighbour upscaling)
+SHOW = 512                               # displayed size (nearest-neighbour upscaling)
 MASK_GREY = 0.5
 _LOCK = threading.Lock()
 _MODEL = {}
@@ -77,14 +79,69 @@ def _decode_with_grey(tok, grid: torch.Tensor, still_masked: torch.Tensor, f: in
     return _show(x)
 
 
-def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625, y1: float = 0.875,
-                  steps: int = 8, temperature: float = 1.0, seed: int = 0) -> InpaintResult:
-    """Mask the tokens under the box (fractions of the image) and let MaskGIT regenerate them."""
+def region_from_strokes(strokes, h: int, w: int, min_cover: float = 0.2) -> torch.Tensor:
+    """The tokens a drawing covers: ``strokes`` (H, W) bool or any array whose non-zero pixels were painted
+    over the displayed working image; a token is hidden when at least ``min_cover`` of its patch is painted.
+    Returns (h, w) bool."""
+    m = torch.as_tensor(strokes).float()
+    if m.dim() == 3:                                   # (H, W, C): painted where any channel / alpha is on
+        m = m.amax(-1)
+    m = (m > 0).float()[None, None]                    # (1, 1, H, W)
+    cover = torch.nn.functional.adaptive_avg_pool2d(m, (h, w))[0, 0]
+    return cover >= min_cover
+
+
+def strokes_of(editor) -> "torch.Tensor | None":
+    """The painted pixels of a ``gr.ImageEditor`` value (dict with "layers": RGBA arrays or images), or None."""
+    import numpy as np
+
+    if not isinstance(editor, dict):
+        return None
+    layers = [np.asarray(l) for l in (editor.get("layers") or []) if l is not None]
+    if not layers:
+        return None
+    alpha = [l[..., 3] if l.ndim == 3 and l.shape[-1] == 4 else (l.max(-1) if l.ndim == 3 else l) for l in layers]
+    painted = np.maximum.reduce(alpha) > 0
+    return torch.from_numpy(painted) if painted.any() else None
+
+
+def canvas_for(source, lang: str = "en") -> tuple[Image.Image | None, str]:
+    """The working image the presenter draws on, upscaled for the screen; (image, message)."""
     if source is None or (isinstance(source, str) and not source.strip()):
-        return InpaintResult(error="Upload an image or pick an artwork first.")
+        return None, tr("need_image", lang)
     ok, why = available()
     if not ok:
-        return InpaintResult(error=f"Inpainting is unavailable: {why}.")
+        return None, tr("inpaint_unavailable", lang, why=why)
+    try:
+        t = registry.load(TOKENIZER).encode(load_image(source).image, M)
+    except ImageLoadError as err:
+        return None, tr("cannot_use", lang, why=error_text(err, lang))
+    return _show(t.working.x), ""
+
+
+def inpaint_drawn(source, editor, steps: int = 8, temperature: float = 1.0, seed: int = 0,
+                  lang: str = "en") -> InpaintResult:
+    """Hide the tokens under what the presenter drew on the canvas (:func:`canvas_for`) and fill them in;
+    with nothing drawn, the centre box is used and the message says so."""
+    strokes = strokes_of(editor)
+    if strokes is None:
+        r = inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang)
+        if r.error is None:
+            r.message = tr("inpaint_nobox", lang) + " " + r.message
+        return r
+    return inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang, strokes=strokes)
+
+
+def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625, y1: float = 0.875,
+                  steps: int = 8, temperature: float = 1.0, seed: int = 0, lang: str = "en",
+                  strokes=None) -> InpaintResult:
+    """Mask the tokens under the box (fractions of the image), or under ``strokes`` (painted pixels over the
+    displayed working image), and let MaskGIT regenerate them."""
+    if source is None or (isinstance(source, str) and not source.strip()):
+        return InpaintResult(error=tr("need_image", lang))
+    ok, why = available()
+    if not ok:
+        return InpaintResult(error=tr("inpaint_unavailable", lang, why=why))
     try:
         steps = int(steps)
         temperature = float(temperature)
@@ -97,24 +154,32 @@ def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625
         t = tok.encode(loaded.image, M)
         grid = t.indices.long()                                        # (8, 8)
         h, w = grid.shape
-        box = token_box(x0, y0, x1, y1, h, w)
+        box = token_box(x0, y0, x1, y1, h, w) if strokes is None else None
     except ImageLoadError as err:
-        return InpaintResult(error=f"Cannot use this file: {err}")
+        return InpaintResult(error=tr("cannot_use", lang, why=error_text(err, lang)))
     except ValueError as err:
         return InpaintResult(error=str(err))
+    if box is not None:
+        top, left, hh, ww = box
+        region = torch.zeros_like(grid, dtype=torch.bool)
+        region[top:top + hh, left:left + ww] = True
+    else:
+        region = region_from_strokes(strokes, h, w)
+        if not region.any():
+            region[h // 2, w // 2] = True
+        rows, cols = region.nonzero()[:, 0], region.nonzero()[:, 1]
+        box = (int(rows.min()), int(cols.min()), int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
     top, left, hh, ww = box
-    region = torch.zeros_like(grid, dtype=torch.bool)
-    region[top:top + hh, left:left + ww] = True
     f = t.working.size // w
     history: list[torch.Tensor] = []
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        out = maskgit().inpaint(grid[None], box, steps=steps, tau0=temperature, generator=g, history=history)[0]
+        out = maskgit().decode(grid[None], region[None], steps=steps, tau0=temperature, generator=g,
+                               history=history)[0]
         frames = [_decode_with_grey(tok, hs[0].view(h, w).clamp_min(0), hs[0].view(h, w) < 0, f) for hs in history]
         result = _show(tok.decode_indices(out[None], M)[0])
         masked = _decode_with_grey(tok, grid, region, f)
     changed = int((out != grid).sum())
-    msg = (f"{int(region.sum())} of {h * w} tokens masked (rows {top}–{top + hh - 1}, columns {left}–{left + ww - 1}); "
-           f"MaskGIT filled them in {len(history)} parallel steps (τ0 = {temperature:g}); {changed} tokens differ from "
-           f"the original. The model was trained for 10 minutes on a CPU: judge the mechanics, not the picture.")
+    msg = tr("inpaint_msg", lang, n=int(region.sum()), N=h * w, r0=top, r1=top + hh - 1, c0=left, c1=left + ww - 1,
+             T=len(history), changed=changed)
     return InpaintResult(msg, None, _show(t.working.x), masked, frames, result, grid, out, box)

@@ -26,7 +26,13 @@ ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray, torch.Tensor]
 
 
 class ImageLoadError(ValueError):
-    """An input that cannot be used as an image; ``str(err)`` is a message fit for a visitor."""
+    """An input that cannot be used as an image; ``str(err)`` is a message fit for a visitor (English).
+    ``key`` and ``params`` name the message so the app can say it in the visitor's language
+    (:func:`museumtok.app.i18n.error_text`)."""
+
+    def __init__(self, message: str, key: str | None = None, **params):
+        super().__init__(message)
+        self.key, self.params = key, params
 
 
 @dataclass
@@ -98,35 +104,35 @@ def load_image(
         if isinstance(source, (str, Path)):
             path = Path(source)
             if not path.is_file():
-                raise ImageLoadError(f"no such file: {path}")
+                raise ImageLoadError(f"no such file: {path}", "no_file")
             size = path.stat().st_size
             if size > max_bytes:
                 raise ImageLoadError(
-                    f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB"
-                )
+                    f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB",
+                    "file_too_big", mb=f"{size / 2**20:.1f}", limit=f"{max_bytes / 2**20:.0f}")
             data = path.read_bytes()
         elif isinstance(source, (bytes, bytearray)):
             data = bytes(source)
             if len(data) > max_bytes:
                 raise ImageLoadError(
-                    f"the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB"
-                )
+                    f"the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB",
+                    "file_too_big", mb=f"{len(data) / 2**20:.1f}", limit=f"{max_bytes / 2**20:.0f}")
         else:
             raise ImageLoadError(f"cannot read an image from a {type(source).__name__}")
         if len(data) == 0:
-            raise ImageLoadError("the file is empty")
+            raise ImageLoadError("the file is empty", "empty")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageLoadError(
-                "this file is not an image Pillow can read (expected JPEG, PNG, WebP, GIF, TIFF, BMP...)"
+                "this file is not an image Pillow can read (expected JPEG, PNG, WebP, GIF, TIFF, BMP...)", "not_image"
             ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageLoadError(f"the image is too large to open safely ({err})") from None
+            raise ImageLoadError(f"the image is too large to open safely ({err})", "bomb") from None
         except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise ImageLoadError(f"the image file is damaged or truncated ({err})") from None
+            raise ImageLoadError(f"the image file is damaged or truncated ({err})", "damaged") from None
         _check_size(img.size, max_pixels, min_side)
         n_frames = getattr(img, "n_frames", 1)
         if n_frames > 1:
@@ -135,7 +141,7 @@ def load_image(
         try:
             img.load()
         except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise ImageLoadError(f"the image file is damaged or truncated ({err})") from None
+            raise ImageLoadError(f"the image file is damaged or truncated ({err})", "damaged") from None
     n_frames = getattr(img, "n_frames", 1)
     source_mode = img.mode
     try:
@@ -164,10 +170,11 @@ def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
     w, h = size
     if w * h > max_pixels:
         raise ImageLoadError(
-            f"the image is {w}×{h} = {w * h / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:.0f} megapixels"
-        )
+            f"the image is {w}×{h} = {w * h / 1e6:.1f} megapixels; the limit is {max_pixels / 1e6:.0f} megapixels",
+            "too_many_pixels", w=w, h=h, mp=f"{w * h / 1e6:.1f}", limit=f"{max_pixels / 1e6:.0f}")
     if min(w, h) < min_side:
-        raise ImageLoadError(f"the image is {w}×{h} pixels; each side must be at least {min_side} pixels")
+        raise ImageLoadError(f"the image is {w}×{h} pixels; each side must be at least {min_side} pixels",
+                             "too_small", w=w, h=h, min=min_side)
 
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:

@@ -125,6 +125,25 @@ class AuditLog:
         return rec
 
 
+def close_dangling(folder: str | Path, reason: str = "the app stopped before the answer ended") -> int:
+    """After a crash or ``kill -9``: give every question that has no answer record a ``turn`` record saying
+    it was cut off (append-only; run at start-up over the audit folder). Returns how many were closed."""
+    n = 0
+    for path in sorted(Path(folder).expanduser().glob("*.jsonl")):
+        open_q: dict | None = None
+        with AuditLog(path) as log:                     # also repairs a torn last line
+            for rec in read_log(path):
+                if rec.get("type") == "question":
+                    open_q = rec
+                elif rec.get("type") == "turn":
+                    open_q = None
+            if open_q is not None:
+                log.append({"type": "turn", "image_id": open_q.get("image_id"), "question": open_q.get("question"),
+                            "answer": "", "completed": False, "error": reason, "timestamp": utc_now()})
+                n += 1
+    return n
+
+
 def read_log(path: str | Path) -> Iterator[dict]:
     """Every complete JSON record; a torn last line (no newline yet) is skipped."""
     with open(Path(path).expanduser(), "rb") as f:

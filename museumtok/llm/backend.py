@@ -648,8 +648,8 @@ def make_backend(spec: str | None = None, **kw) -> ChatBackend:
     spec = backend_spec(spec)
     if spec == "embedded":
         return TransformersBackend.embedded(**kw)
-    if spec == "echo":
-        return EchoBackend(**kw)
+    if spec == "echo" or spec.startswith("echo:"):            # "echo:0.3": 0.3 s per word (tests of slow answers)
+        return EchoBackend(delay_s=float(spec[5:] or 0), **kw)
     if spec.startswith(("http://", "https://")):
         url, _, model = spec.partition("#")
         return HTTPBackend(url, model=model or "default", **kw)

@@ -26,7 +26,12 @@ from ..metrics.rate import raw_token_bits
 
 
 class UnsupportedM(ValueError):
-    """A token count M this tokenizer cannot produce; the message lists the ones it can."""
+    """A token count M this tokenizer cannot produce; the message lists the ones it can (``key``/``params``
+    let the app say it in the visitor's language)."""
+
+    def __init__(self, message: str, key: str | None = None, **params):
+        super().__init__(message)
+        self.key, self.params = key, params
 
 
 @dataclass
@@ -116,11 +121,12 @@ class Tokenizer(ABC):
         try:
             M = int(M)
         except (TypeError, ValueError):
-            raise UnsupportedM(f"M must be a whole number, got {M!r}") from None
+            raise UnsupportedM(f"M must be a whole number, got {M!r}", "m_not_int", got=repr(M)) from None
         if M not in self.supported_M:
             s = self.supported_M
             listed = f"{s[0]}…{s[-1]}" if len(s) > 12 else ", ".join(map(str, s))
-            raise UnsupportedM(f"{self.name} cannot produce M={M} tokens; choose one of {listed}")
+            raise UnsupportedM(f"{self.name} cannot produce M={M} tokens; choose one of {listed}", "m_unsupported",
+                               name=self.name, M=M, listed=listed)
         return M
 
     def token_boxes(self, indices_shape: Sequence[int], size: int) -> torch.Tensor:

@@ -1,0 +1,179 @@
+"""Load test of the running app: N users × R requests mixing every tab, through ``gradio_client``.
+
+    .venv/bin/python benchmarks/app_load.py                         # starts app.py itself, 8 users × 20 requests
+    .venv/bin/python benchmarks/app_load.py --url http://127.0.0.1:7860/ --users 8 --requests 20
+    .venv/bin/python benchmarks/app_load.py --memory 500            # RSS before/after 500 sequential requests
+
+Each user is a thread with its own client; its requests cycle through tokenize, compress (a learned codec at
+256 px), inpaint and a chat question, on artworks of the catalog. Prints every failure with its error, the
+latency p50/p95/max per kind and overall, and the app process's resident memory (RSS) before and after.
+Targets (issue "board-ready app"): zero failures, p95 ≤ 3 s on the 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KINDS = ("tokenize", "compress", "inpaint", "chat")
+QUESTIONS = ["What colours dominate this painting?", "Who painted this?", "Is this picture bright or dark?",
+             "How much is it worth?"]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_app(llm: str | None) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(Path(tempfile.mkdtemp()) / "app.log", "w")
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)] + (["--llm", llm] if llm else [])
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"app exited: see {log.name}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("app did not start in 240 s")
+
+
+def one_request(client, kind: str, image: str, k: int, sid_box: dict):
+    from gradio_client import handle_file
+
+    if kind == "tokenize":
+        out = client.predict(handle_file(image), "lloyd-patch-k1024", 256, 4096, 200, api_name="/tokenize")
+        assert "tokens" in out[0], out[0]
+    elif kind == "compress":
+        from museumtok.app.codecs import codec_choices
+
+        out = client.predict(handle_file(image), codec_choices()[0], 256, api_name="/compress")
+        assert out[1] is not None, out[0]
+    elif kind == "inpaint":
+        out = client.predict(handle_file(image), 0.25, 0.25, 0.75, 0.75, 4, 1.0, k, api_name="/inpaint")
+        assert "masked" in out[0], out[0]
+    else:
+        out = client.predict(QUESTIONS[k % len(QUESTIONS)], [], 2048, handle_file(image), "lloyd-patch-k1024", 64,
+                             True, api_name="/chat_ask")
+        assert out[1] and out[1][-1]["content"], out
+
+
+def run_load(url: str, users: int, requests: int, images: list[str]) -> dict:
+    from gradio_client import Client
+
+    lat: dict[str, list[float]] = {k: [] for k in KINDS}
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def user(u: int):
+        client = Client(url, verbose=False)
+        for r in range(requests):
+            kind = KINDS[(u + r) % len(KINDS)]
+            t0 = time.perf_counter()
+            try:
+                one_request(client, kind, images[(u * 7 + r) % len(images)], r, {})
+                with lock:
+                    lat[kind].append(time.perf_counter() - t0)
+            except Exception as e:  # noqa: BLE001 — a failure is a result here
+                with lock:
+                    failures.append(f"user {u} request {r} ({kind}): {type(e).__name__}: {e}"[:400])
+                    if os.environ.get("APP_LOAD_TRACE"):
+                        traceback.print_exc()
+
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = time.perf_counter() - t0
+    every = sorted(x for v in lat.values() for x in v)
+
+    def q(xs, p):
+        return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))] if xs else float("nan")
+
+    return {"users": users, "requests_per_user": requests, "failures": failures, "wall_s": round(wall, 1),
+            "overall": {"n": len(every), "p50_s": round(q(every, .5), 2), "p95_s": round(q(every, .95), 2),
+                        "max_s": round(every[-1], 2) if every else None},
+            "by_kind": {k: {"n": len(v), "p50_s": round(q(sorted(v), .5), 2), "p95_s": round(q(sorted(v), .95), 2)}
+                        for k, v in lat.items()}}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--url", default=None, help="a running app (default: start app.py on a free port)")
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--memory", type=int, default=0, help="also: RSS before/after this many sequential requests")
+    p.add_argument("--llm", default=None, help="backend for a started app (default: the embedded SmolLM2)")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args(argv)
+
+    from museumtok.data.catalog import load_catalog
+
+    images = [str(e.find()) for e in load_catalog(collection="artworks")[:12]]
+    proc, url = (None, a.url) if a.url else start_app(a.llm)
+    try:
+        if proc is not None:                          # let the background start-up finish (LLM, adapters, index)
+            from gradio_client import Client
+
+            Client(url, verbose=False).predict("Hello", [], 2048, api_name="/chat_ask")
+        rss0 = rss_mb(proc.pid) if proc else None
+        res = run_load(url, a.users, a.requests, images)
+        res["rss_mb_before"], res["rss_mb_after"] = rss0, (rss_mb(proc.pid) if proc else None)
+        if a.memory:
+            before = rss_mb(proc.pid) if proc else None
+            mem = run_load(url, 1, a.memory, images)
+            res["memory"] = {"requests": a.memory, "rss_mb_before": before,
+                             "rss_mb_after": rss_mb(proc.pid) if proc else None, "failures": len(mem["failures"])}
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    print(f"{a.users} users × {a.requests} requests in {res['wall_s']} s: {len(res['failures'])} failures; "
+          f"p50 {res['overall']['p50_s']} s, p95 {res['overall']['p95_s']} s, max {res['overall']['max_s']} s")
+    for k, v in res["by_kind"].items():
+        print(f"  {k:9s} n={v['n']:3d}  p50 {v['p50_s']} s  p95 {v['p95_s']} s")
+    if res.get("rss_mb_before") is not None:
+        print(f"  app RSS {res['rss_mb_before']:.0f} MB before, {res['rss_mb_after']:.0f} MB after")
+    if "memory" in res:
+        m = res["memory"]
+        print(f"  memory: {m['requests']} sequential requests: RSS {m['rss_mb_before']:.0f} → {m['rss_mb_after']:.0f} MB "
+              f"({m['failures']} failures)")
+    for f in res["failures"]:
+        print("  FAIL", f)
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2))
+    return 0 if not res["failures"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
