@@ -405,6 +405,9 @@ def main(argv=None):
     from museumtok.llm.audit import close_dangling
 
     close_dangling(cache_dir("audit"))               # questions a killed server never answered get their record
+    from museumtok.app.server import longer_keep_alive
+
+    longer_keep_alive()                              # no keep-alive race under load (museumtok/app/server.py)
     auth = tuple(a.auth.split(":", 1)) if a.auth else None
     print(f"museumtok: {museumtok_command()} — open http://{a.host}:{a.port}", flush=True)
     demo.queue(default_concurrency_limit=2).launch(

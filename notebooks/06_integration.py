@@ -19,7 +19,8 @@
 # **What you will learn**
 #
 # - how a codebook index k becomes a word of the LLM, `<v312>`, and an embedding row of its own;
-# - the three prompt formats of §6.1: a prefix, interleaved pointers (Kosmos-2), a soft prefix;
+# - the three prompt formats of §6.1: a prefix, interleaved pointers (our `<IMG:id>` convention; the review
+#   attributes it to Kosmos-2, which erratum `s6-1-kosmos-tag` refutes), a soft prefix (PaLM-E style);
 # - what a prompt really costs (§6.2): FLOPs per layer for the projections, the attention scores
 #   and values, the MLP — and why the review's "M = 64 brings 52 ms down to 13 ms" does not follow;
 # - how the KV cache of the image prefix makes the second question of a conversation cheap (§6.3);
@@ -128,7 +129,7 @@ for m in msgs:
     print(f"[{m['role']}] {m['content'][:200]}{' …' if len(m['content']) > 200 else ''}")
 
 # %% [markdown]
-# **Interleaved pointers** (Kosmos-2): the text names several images with `<IMG:id>` and each
+# **Interleaved pointers** (our convention; not Kosmos-2's format, see erratum `s6-1-kosmos-tag`): the text names several images with `<IMG:id>` and each
 # pointer is replaced by that image's tokens, right where the text talks about it.
 
 # %%

@@ -201,22 +201,44 @@ for cond in ("real", "shuffled", "none"):
     print(f"{cond:9s} {len(ids):3d} ids, {int(vocab.is_image_id(torch.tensor(ids)).sum()):3d} image ids")
 
 # %% [markdown]
-# ## 3 · The ablation of the bundled adapter
+# ## 3 · From one word to a guide: the bundled adapter (format version 2)
 #
-# From the card of `data/checkpoints/sft-smollm2-lloyd-k1024` (written by `museumtok train sft`; 75 steps,
-# 40 CPU minutes): accuracy on HELD-OUT artworks with the real tokens, the same tokens shuffled and no
-# image, next to chance (1 / #candidates) and the majority answer's share. Read it question by question:
-# `real` far above `none` means the LLM reads the tokens (colour, bright/dark); `real` equal to `shuffled`
-# means it reads them as a bag, not as a picture (only "brightest side" needs the order, and it stays at the
-# majority level). The earlier mean-initialised run (`docs/sft/reference-run.md`) learned nothing from
-# the image: that is why the image rows now start as colour words.
+# The pieces above teach the mechanics with one-word answers ranked among candidates. The adapter the app
+# bundles (`museumtok train sft`, `museumtok.llm.guide`) is trained the same way on richer dialogues: the
+# catalog card (or "not in the catalog") is a line of the prompt, answers are sentences built from the
+# crop's pixels and the card, some questions must be refused, some dialogues have no image, a quarter of
+# the questions are Vietnamese, and the token grid keeps its rows (a newline after each row plus a 2-D
+# position embedding), so that *where* questions can be answered. One training dialogue:
 
 # %%
-card = CHECKPOINT_DIR / "sft-smollm2-lloyd-k1024" / "training.json"
-if not card.is_file():
-    card = CHECKPOINT_DIR.parent.parent / "docs" / "sft" / "training.json"   # the reference run
-if card.is_file():
-    info = json.loads(card.read_text())
-    display(Markdown(f"{info['steps']}\n\n" + markdown_table(info["metrics"])))
-else:
-    print("no bundled adapter yet: run `python -m museumtok train sft`")
+from museumtok.llm import guide as G
+
+rng = random.Random(3)
+x_demo = torch.rand(3, 64, 64)
+x_demo[:, :32] *= 0.3                                      # a dark top half
+card_demo = G.Card("The Starry Night", "Vincent van Gogh", "1889", "Oil on canvas")
+print(G.card_line(card_demo))
+for q, a in G.sample_dialogue(rng, G.visual_facts(x_demo), card_demo, turns=4):
+    print(f"Visitor: {q}\nGuide: {a}")
+for kind in G.KINDS:                                       # every answer reads back as right (a checked formula)
+    assert all(v == 1.0 for k, v in G.score(kind, G.answer(kind, G.visual_facts(x_demo), card_demo),
+                                            G.visual_facts(x_demo), card_demo).items() if k != "describe_sentences")
+
+# %% [markdown]
+# ## 4 · The guide, measured
+#
+# `museumtok eval chat` asks held-out phrasings (English and Vietnamese) about images the guide never saw —
+# TEST-split artworks (whole and cropped), Kodak photos and scikit-image photos that are in no catalog — and
+# scores every free-text answer by reading its facts back; the visual questions are asked with the real
+# tokens, the same tokens shuffled, and no image. Read `real` against `none` (does it read the tokens?) and
+# `real` against `shuffled` (does it use where they are?). The table below is the saved run of the bundled
+# adapter (`docs/chat/`); rerun it with the command in its first line.
+
+# %%
+from museumtok.eval.chat import markdown as chat_markdown
+
+runs = sorted((CHECKPOINT_DIR.parent.parent / "docs" / "chat").glob("lloyd-patch-k1024-M*-sft-smollm2-lloyd-k1024.json"))
+for path in runs:
+    display(Markdown(chat_markdown(json.loads(path.read_text()))))
+if not runs:
+    print("no saved evaluation yet: run `.venv/bin/museumtok eval chat --tokenizer lloyd-patch-k1024 --M 64`")

@@ -90,3 +90,14 @@ def test_review_chapter_1_budget_case():
     fig, summary = cb.budget(4096, 10, 256, text)
     assert "overflows" in summary
     assert cb.budget("x", 1, 1, 1)[0] is None
+
+
+def test_the_server_keeps_connections_alive_longer_than_clients_do():
+    import uvicorn
+
+    from museumtok.app.server import KEEP_ALIVE_S, longer_keep_alive
+
+    longer_keep_alive()
+    longer_keep_alive()                                   # idempotent
+    assert uvicorn.Config(app=None).timeout_keep_alive == KEEP_ALIVE_S > 5
+    assert uvicorn.Config(app=None, timeout_keep_alive=7).timeout_keep_alive == 7

@@ -105,5 +105,10 @@ def test_the_switch_speaks_vietnamese(page):
     page.get_by_label("Tiếng Việt").check()
     page.get_by_role("tab", name="Trò chuyện").wait_for()
     assert page.get_by_role("tab", name="Mã hoá token").count() == 1
+    page.get_by_role("tab", name="Mã hoá token").click()
+    page.locator("#run").click()                                       # messages in Vietnamese too
+    page.locator("#headline").get_by_text("token =").wait_for()
+    page.wait_for_timeout(1500)
+    _shot(page, "tokenize-vi")
     page.get_by_label("English").check()
     page.get_by_role("tab", name="Chat").wait_for()

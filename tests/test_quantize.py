@@ -243,7 +243,8 @@ def test_gumbel_hard_is_exactly_one_hot_with_soft_gradient(rng):
 
 
 def test_gumbel_quantizer(rng):
-    q = GumbelQuantizer(12, 32, 8, tau=0.5)
+    assert GumbelQuantizer(12, 32, 8).hard is False          # DALL·E's dVAE trains on the relaxed sample
+    q = GumbelQuantizer(12, 32, 8, tau=0.5, hard=True)        # the straight-through option
     h = torch.randn(2, 12, 4, 4, generator=rng, requires_grad=True)
     out = q(h)
     assert out.z_q.shape == (2, 8, 4, 4) and out.indices.shape == (2, 4, 4)

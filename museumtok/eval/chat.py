@@ -39,6 +39,8 @@ OTHER_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "colorwhee
 CONDITIONS = ("real", "shuffled", "none")
 CROP_FRACTION = 0.6          # the crop view: 60% of each side, at a seeded position
 MAX_NEW = {"describe": 80}   # new tokens per answer (48 for the other kinds)
+CLEAR_LIGHT = 0.05           # "where the light falls" is also scored on the images whose brightest half beats its
+                             # opposite by at least this much mean luma (elsewhere the light is nearly even)
 
 
 @dataclass
@@ -230,7 +232,13 @@ def run_chat_eval(tokenizer: str = "lloyd-patch-k1024", M: int = 64, backend=Non
 
 def _adapter_label(backend, session) -> str:
     if getattr(backend, "adapter_active", False):
-        return str(getattr(backend, "_adapters", {}).get(backend._active, ("?",))[0])
+        from ..paths import REPO_ROOT
+
+        path = Path(getattr(backend, "_adapters", {}).get(backend._active, ("?",))[0])
+        try:
+            return str(path.resolve().relative_to(REPO_ROOT.resolve()))
+        except ValueError:
+            return str(path)
     if getattr(backend, "text_guide", False):
         return "none (a guide adapter answers without the image)"
     return "none"
@@ -261,6 +269,16 @@ def summarise(res: dict) -> dict:
         p = sum(bool(a[key]) for a in rows) / n if n else float("nan")
         return {"mean": round(p, 4), "se": round(_se(p, n), 4), "n": n}
 
+    clear = [a for a in real if items[a["item"]]["kind"] == "light"
+             and images[items[a["item"]]["image"]]["facts"].get("light_margin", 0) >= CLEAR_LIGHT]
+    clear_by_cond = {}
+    for a in res["answers"]:
+        it = items[a["item"]]
+        if it["kind"] == "light" and images[it["image"]]["facts"].get("light_margin", 0) >= CLEAR_LIGHT:
+            clear_by_cond.setdefault(a["condition"], []).append(a["scores"]["light"])
+    if clear:
+        table["light_clear"] = {c: {"mean": round(sum(v) / len(v), 4), "se": round(_se(sum(v) / len(v), len(v)), 4),
+                                    "n": len(v)} for c, v in clear_by_cond.items()}
     known = [m for m in images if m["in_catalog"]]
     unknown = [m for m in images if not m["in_catalog"]]
     return {
@@ -279,7 +297,7 @@ def summarise(res: dict) -> dict:
 
 
 ROWS = (("colour_top1", "colour (top-1)"), ("colour_top2", "colour (top-2 as a set)"), ("brightness", "bright/dark"),
-        ("warmth", "warm/cool"), ("light", "where the light falls"), ("layout", "top/bottom colours"),
+        ("warmth", "warm/cool"), ("light", "where the light falls"), ("light_clear", f"… where one side is clearly brighter (≥ {CLEAR_LIGHT} luma)"), ("layout", "top/bottom colours"),
         ("title", "title (recognised works)"), ("artist", "artist (recognised works)"), ("date", "date (recognised works)"),
         ("medium", "medium (recognised works)"), ("unknown_refused", "unknown work: says it can't tell"),
         ("refusal", "refusal (\"I can't tell\")"), ("describe_form", "description: 2–3 sentences, card + colour"))

@@ -238,11 +238,27 @@ def colour_shares(x: torch.Tensor) -> list[tuple[str, float]]:
     return [(list(PALETTE)[int(i)], float(counts[i] / counts.sum())) for i in order]
 
 
+def light_margin(x: torch.Tensor) -> float:
+    """How much brighter (mean luma) the brightest half is than the half opposite it: near 0 the light is
+    spread evenly and "where the light falls" has no clear answer."""
+    from .sft_data import luma
+
+    y = luma(x)
+    H, W = y.shape
+    m = {"left": y[:, : W // 2].mean(), "right": y[:, W - W // 2:].mean(), "top": y[: H // 2].mean(),
+         "bottom": y[H - H // 2:].mean()}
+    opposite = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+    side = brightest_side(x)
+    return float(m[side] - m[opposite[side]])
+
+
 def visual_facts(x: torch.Tensor) -> dict[str, object]:
-    """Everything the visual answers say about one image (3, H, W) in [0, 1]."""
+    """Everything the visual answers say about one image (3, H, W) in [0, 1] (``light_margin``: how clear
+    the brightest side is, kept for the evaluation's breakdown)."""
     shares = colour_shares(x)
     H = x.shape[1]
     return {
+        "light_margin": round(light_margin(x), 4),
         "colour": (shares[0][0], shares[1][0] if shares[1][1] > 0 else shares[0][0]),
         "brightness": brightness(x),
         "warmth": warmth(x),

@@ -6,7 +6,8 @@ to the image tokens only, once, after the prompt's prefill:
 
     prompt ids ──prefill (eager attention)──► KV cache (L layers × n positions)
                                              attentions A (L, h, n, n)
-    score_j = Σ_layers Σ_heads Σ_{i > j} A[i, j]          for each image position j
+    score_j = Σ_layers Σ_heads Σ_{i ≥ j} A[i, j]          for each image position j (its own query included;
+                                                          causal masking makes A[i, j] = 0 for i < j)
     keep    = every text position ∪ the top-k image positions by score_j
     cache'  = cache[:, :, keep]        (keys keep their RoPE phases: positions are not renumbered)
     decode  with position_ids continuing from n, attending to cache' only
@@ -55,7 +56,8 @@ def prefill_with_attention(backend: TransformersBackend, ids: list[int]):
 
 
 def accumulated_attention(attentions, positions: torch.Tensor) -> torch.Tensor:
-    """Σ over layers, heads and later queries of the attention each position in ``positions`` received."""
+    """Σ over layers, heads and queries i ≥ j (the position's own query included) of the attention each
+    position j in ``positions`` received."""
     total = None
     for A in attentions:                                # (1, h, n, n)
         col = A[0].float().sum(0).sum(0)                # (n,) attention received by each key

@@ -3,12 +3,15 @@
 1. **prefix**: ``<image> t1 … tM </image>`` before the conversation. We put it in the system
    message, so the image stays the first thing in the prompt when old turns are dropped, and its KV
    cache is reused on every turn (§6.3).
-2. **interleaved pointers** (Kosmos-2, Peng et al. 2023, arXiv:2306.14824): the text names images
-   with ``<IMG:id>`` tags, each replaced in place by that image's ``<image>…</image>`` block, so
+2. **interleaved pointers** (our convention, after the review's §6.1; not Kosmos-2's format, see the
+   erratum ``s6-1-kosmos-tag``: Kosmos-2, Peng et al. 2023, arXiv:2306.14824, links text spans to image
+   regions with location tokens): the text names images with ``<IMG:id>`` tags, each replaced in place by that image's ``<image>…</image>`` block, so
    several images sit where the text talks about them.
-3. **soft prefix**: continuous vectors (a Perceiver Resampler's M latents, §5.4, as in Flamingo /
-   PaLM-E) projected to the LLM width and spliced into ``inputs_embeds`` between the embedded
-   text before and after; no vocabulary is added.
+3. **soft prefix**: continuous vectors (a Perceiver Resampler's M latents, §5.4) projected to the LLM
+   width and spliced into ``inputs_embeds`` between the embedded text before and after, as PaLM-E
+   (Driess et al. 2023, arXiv:2303.03378) injects continuous observations; no vocabulary is added.
+   (Flamingo, Alayrac et al. 2022, does not prefix: it reads its resampler's latents through gated
+   cross-attention layers inserted into the frozen LM.)
 
         prefix_ids      soft (M, d_r)          suffix_ids
            │                │                       │

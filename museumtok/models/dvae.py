@@ -38,7 +38,7 @@ class DVAEConfig:
     dim: int = 32                                # D, the dimension of each code e_k fed to the decoder
     tau: float = 1.0                             # τ, Gumbel-softmax temperature (the trainer anneals it)
     kl_weight: float = 5e-4                      # λ_KL, the weight of KL(q ‖ uniform prior)
-    hard: bool = True                            # straight-through one-hot samples in training (False: soft)
+    hard: bool = False                           # False: the relaxed (soft) sample, as DALL·E trains; True: straight-through one-hot
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back

@@ -84,11 +84,12 @@ class GumbelQuantizer(nn.Module):
         dim: D of each code (channels of z_q).
         tau: Gumbel-softmax temperature τ (settable attribute; anneal it with :func:`tau_schedule`).
         kl_weight: weight of the KL term in ``loss`` (the dVAE's β of the ELBO).
-        hard: straight-through (exactly one-hot forward, soft gradient) instead of the soft mixture.
+        hard: straight-through (exactly one-hot forward, soft gradient) instead of the soft mixture. Off by
+            default: DALL·E's dVAE (Ramesh et al. 2021) trains on the relaxed sample; encoding always takes the argmax.
     """
 
     def __init__(self, in_channels: int, codebook_size: int, dim: int, tau: float = 1.0, kl_weight: float = 5e-4,
-                 hard: bool = True):
+                 hard: bool = False):
         super().__init__()
         if min(in_channels, codebook_size, dim) < 1:
             raise ValueError(f"in_channels, codebook_size and dim must be positive, got {in_channels}, {codebook_size}, {dim}")
