@@ -54,7 +54,9 @@ class Texts:
         return component
 
     def relabel(self, lang):
-        return [gr.update(**{attr: t(key, lang) for attr, key in keys.items()}) for _, keys in self.items]
+        def text(key):  # a key, or a radio's [(key, value), …] choices
+            return [(t(k, lang), v) for k, v in key] if isinstance(key, list) else t(key, lang)
+        return [gr.update(**{attr: text(key) for attr, key in keys.items()}) for _, keys in self.items]
 
 
 def header(T: Texts):
@@ -172,6 +174,9 @@ def inpaint_tab(T, upload, lang):
                 steps = T(gr.Slider(1, 16, value=8, step=1, label=t("inpaint_steps")), label="inpaint_steps")
                 temperature = T(gr.Slider(0.1, 3.0, value=1.0, step=0.1, label=t("inpaint_tau")), label="inpaint_tau")
                 seed = T(gr.Number(0, label=t("inpaint_seed"), precision=0), label="inpaint_seed")
+            dec_keys = [("inpaint_dec_paper", "paper"), ("inpaint_dec_review", "review")]   # §4.6: paper vs review
+            decoding = T(gr.Radio([(t(k), v) for k, v in dec_keys], value="paper", label=t("inpaint_decoding"),
+                                  elem_id="inpaint-decoding"), label="inpaint_decoding", choices=dec_keys)
             run = T(gr.Button(t("inpaint_run"), variant="primary", elem_id="inpaint-run"), value="inpaint_run")
         with gr.Column(scale=3):
             message = gr.Markdown(elem_id="inpaint-message")
@@ -191,9 +196,9 @@ def inpaint_tab(T, upload, lang):
         img, msg = ip.canvas_for(source, norm_lang(lg))
         return ({"background": img, "layers": [], "composite": img} if img is not None else None), msg
 
-    def on_run(source, editor, T_, tau, s, lg="English"):
+    def on_run(source, editor, T_, tau, s, lg="English", dec="paper"):
         lg = norm_lang(lg)
-        r = ip.inpaint_drawn(source, editor, T_, tau, s or 0, lang=lg)
+        r = ip.inpaint_drawn(source, editor, T_, tau, s or 0, lang=lg, decoding=dec or "paper")
         if r.error:
             yield f"**⚠ {r.error}**", None, None, []
             return
@@ -203,18 +208,18 @@ def inpaint_tab(T, upload, lang):
             yield f"{t('inpaint_step', lg, t=k, T=len(r.steps))} · {r.message}", frame, r.masked, r.steps[:k]
         yield r.message, r.result, r.masked, r.steps
 
-    run.click(on_run, [upload, canvas, steps, temperature, seed, lang], [message, live, masked, frames],
+    run.click(on_run, [upload, canvas, steps, temperature, seed, lang, decoding], [message, live, masked, frames],
               api_name="inpaint_drawn")
 
-    def on_api(source, a, b, c, d, T_, tau, s):
-        r = ip.inpaint_image(source, a, b, c, d, T_, tau, s or 0)
+    def on_api(source, a, b, c, d, T_, tau, s, dec="paper"):   # decoding last and optional: old clients work
+        r = ip.inpaint_image(source, a, b, c, d, T_, tau, s or 0, decoding=dec or "paper")
         if r.error:
             return f"**{r.error}**", None, None, None, []
         return r.message, r.original, r.masked, r.result, r.steps
 
     api_out = [gr.Markdown(visible=False), gr.Image(visible=False), gr.Image(visible=False),
                gr.Image(visible=False), gr.Gallery(visible=False)]
-    api_run.click(on_api, [upload, x0, y0, x1, y1, steps, temperature, seed], api_out, api_name="inpaint")
+    api_run.click(on_api, [upload, x0, y0, x1, y1, steps, temperature, seed, decoding], api_out, api_name="inpaint")
     return on_canvas, canvas, message
 
 

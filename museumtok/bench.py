@@ -11,7 +11,10 @@ The plan is read from the registry, never from a list here, so entries appear as
 
 Every row is measured on the same centre crop a tokenizer sees (``working_image``) at the working
 size S its M implies; a codec at a tokenizer's budget gets the same S×S crop and at most the same
-bits (its file, headers included). An entry whose checkpoint is missing is listed as skipped.
+bits (its file, headers included). An entry whose checkpoint (or published weights file) is missing is
+listed as skipped, with the reason. Where the FID Inception or a CLIP model is on the machine
+(``museumtok weights add``), each non-sweep row also gets FID, KID and CLIPScore
+(:mod:`museumtok.metrics.distribution`); otherwise bench.md says "n/a: needs <file>", as for LPIPS.
 
 Rows are cached in the JSON under a key (name, M, set, setting) with a fingerprint of everything that
 determines them (checkpoint files' sha256, constructor arguments, the images' catalog sha256, the
@@ -38,6 +41,7 @@ import torch
 from . import registry
 from .data.catalog import named_set, sha256_file
 from .data.dataset import eval_batch
+from .data.images import to_uint8_grid
 from .evaluate import codec_rd_points, evaluate_tokenizer, image_metrics
 from .metrics import codebook_stats, lpips_available
 from .metrics.content import difficulty_reasons, image_statistics
@@ -98,8 +102,19 @@ class Job:
 
 
 def checkpoint_hash(entry: registry.RegistryEntry) -> str | None:
-    """sha256 over the checkpoint's weight and config files (the model card is not hashed)."""
+    """sha256 over the checkpoint's weight and config files (the model card is not hashed); for published
+    weights, over their file names (which carry a sha256 prefix) and sizes."""
     p = entry.checkpoint_path
+    if p is None and entry.weights:
+        from . import weights as W
+
+        h = hashlib.sha256()
+        for key in entry.weights:
+            f = W.locate(key)
+            files = sorted(x for x in f.iterdir() if x.is_file()) if f is not None and f.is_dir() else [f]
+            for x in files:
+                h.update(f"{key}:{x.name if x else None}:{x.stat().st_size if x else 0}".encode())
+        return h.hexdigest()
     if p is None:
         return None
     h = hashlib.sha256()
@@ -159,7 +174,7 @@ def plan(names: list[str], sets: list[str], fast: bool = False) -> tuple[list[Jo
     for name in names:
         e = registry.get(name)
         if not e.available:
-            skipped.append({"name": name, "reason": f"checkpoint {e.checkpoint_path} missing"})
+            skipped.append({"name": name, "reason": e.unavailable_reason})
             continue
         try:  # an entry that cannot even load is reported, not fatal to the table
             obj = registry.load(name)
@@ -189,14 +204,18 @@ def plan(names: list[str], sets: list[str], fast: bool = False) -> tuple[list[Jo
     return jobs, skipped
 
 
-def fingerprint(job: Job, limit: int | None, _cache: dict = {}) -> str:  # noqa: B006 (memo)
-    """sha256 of everything a row depends on: bench version, entry, checkpoint, images, setting."""
+def fingerprint(job: Job, limit: int | None, _cache: dict = {}, dist: tuple[str, ...] = ()) -> str:  # noqa: B006 (memo)
+    """sha256 of everything a row depends on: bench version, entry, checkpoint, images, setting, and which
+    of FID/KID/CLIPScore could be measured (``dist``; left out when none, so rows measured without the
+    weights are remeasured once they arrive)."""
     e = registry.get(job.name)
     if e.name not in _cache or _cache[e.name][0] != e:
         _cache[e.name] = (e, checkpoint_hash(e))
     images = [x.sha256 for x in named_set(job.set)[:limit]]
     blob = {"v": BENCH_VERSION, "target": e.target, "kwargs": e.kwargs, "ckpt": _cache[e.name][1],
             "images": images, "key": job.key, "size": job.size, "limit": limit}
+    if dist and job.setting != "quality":
+        blob["dist"] = list(dist)
     if e.kind == "codec":
         import PIL
 
@@ -210,22 +229,37 @@ def _mean(xs: list) -> float | None:
     return float(sum(xs) / len(xs)) if xs else None
 
 
-def _tokenizer_row(job: Job, limit: int | None) -> dict:
+def _distribution(x: torch.Tensor, x_hat: torch.Tensor, entries: list, dist: dict | None) -> dict:
+    """FID, KID and CLIPScore of one row when their weights are here (``dist`` holds the loaded extractors)."""
+    if not dist:
+        return {}
+    from .metrics.distribution import caption, distribution_metrics
+
+    return distribution_metrics(x, x_hat, [caption(e) for e in entries], dist.get("fid"), dist.get("clipscore"))
+
+
+def _tokenizer_row(job: Job, limit: int | None, dist: dict | None = None) -> dict:
     tok = registry.load(job.name)
     with torch.no_grad():  # warm up once so the first row's times are not the allocator's
         tok.decode_indices(tok.encode_tensor(torch.zeros(1, 3, tok.working_size(job.M), tok.working_size(job.M)), job.M), job.M)
     r = evaluate_tokenizer(tok, job.set, job.M, limit=limit, per_image=True)
+    extra = {}
+    if dist:   # reconstructions once more (only on a machine with the FID / CLIP weights)
+        x, entries = eval_batch(job.set, r["size"], limit)
+        with torch.no_grad():
+            x_hat = tok.decode_indices(tok.encode_tensor(x, job.M), job.M).clamp(0, 1)
+        extra = _distribution(x, to_uint8_grid(x_hat), entries, dist)
     bits_coded = r.get("bits_coded")
     bits = bits_coded if bits_coded is not None else r["bits"]
     return {"size": r["size"], "images": r["images"], "bits_raw": r["bits"], "bits_coded": bits_coded,
             "bits": bits, "bpp": bits / r["size"] ** 2, "psnr": r["psnr"], "ssim": r["ssim"],
             "ms_ssim": r["ms_ssim"], "lpips": r["lpips"], "usage": r["usage"], "perplexity": r["perplexity"],
             "encode_ms": r["encode_ms"], "decode_ms": r["decode_ms"], "K": tok.K,
-            "per_image": r["per_image"], "note": ""}
+            "per_image": r["per_image"], "note": "", **extra}
 
 
 @torch.no_grad()
-def _codec_row(job: Job, limit: int | None, images: dict) -> dict:
+def _codec_row(job: Job, limit: int | None, images: dict, dist: dict | None = None) -> dict:
     codec = registry.load(job.name)
     key = (job.set, job.size)
     if key not in images:
@@ -241,7 +275,7 @@ def _codec_row(job: Job, limit: int | None, images: dict) -> dict:
                 "lpips": None, "usage": None, "perplexity": None,
                 "encode_ms": _mean([p["encode_ms"] for p in pts]), "decode_ms": _mean([p["decode_ms"] for p in pts]),
                 "per_image": per, "note": "LPIPS is not computed on quality sweeps"}
-    per, enc_ms, dec_ms, fits, notes = [], [], [], 0, []
+    per, enc_ms, dec_ms, fits, notes, x_hats = [], [], [], 0, [], []
     for xi, e in zip(x, entries):
         if job.setting == "budget":
             res = codec.compress_at_bits(xi, job.budget_bits)
@@ -256,6 +290,7 @@ def _codec_row(job: Job, limit: int | None, images: dict) -> dict:
         t1 = time.perf_counter()
         x_hat = codec.decompress(enc)
         dec_ms.append(1e3 * (time.perf_counter() - t1))
+        x_hats.append(x_hat)
         enc_ms.append(enc.encode_ms)
         fits += ok
         m = image_metrics(xi[None], x_hat[None])
@@ -274,13 +309,15 @@ def _codec_row(job: Job, limit: int | None, images: dict) -> dict:
     return {"size": job.size, "images": len(per), "bits_raw": None, "bits_coded": bits, "bits": bits,
             "bpp": bits / job.size**2, **{k: _mean([p[k] for p in per]) for k in ("psnr", "ssim", "ms_ssim", "lpips")},
             "usage": None, "perplexity": None, "encode_ms": _mean(enc_ms), "decode_ms": _mean(dec_ms),
-            "fits": fits, "budget_bits": job.budget_bits, "per_image": per, "note": note}
+            "fits": fits, "budget_bits": job.budget_bits, "per_image": per, "note": note,
+            **_distribution(x, to_uint8_grid(torch.stack(x_hats)), entries, dist)}
 
 
-def run_job(job: Job, limit: int | None, images: dict | None = None) -> dict:
-    """Measure one row."""
+def run_job(job: Job, limit: int | None, images: dict | None = None, dist: dict | None = None) -> dict:
+    """Measure one row (``dist``: loaded FID / CLIP extractors, when their weights are here)."""
     t0 = time.perf_counter()
-    body = _tokenizer_row(job, limit) if job.kind == "tokenizer" else _codec_row(job, limit, {} if images is None else images)
+    body = (_tokenizer_row(job, limit, dist) if job.kind == "tokenizer"
+            else _codec_row(job, limit, {} if images is None else images, dist))
     e = registry.get(job.name)
     return {"key": job.key, "name": job.name, "kind": job.kind, "chapter": e.chapter, "set": job.set, "M": job.M,
             "setting": job.label(), "setting_kind": job.setting, "quality": job.quality, **body,
@@ -288,6 +325,21 @@ def run_job(job: Job, limit: int | None, images: dict | None = None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- run
+def distribution_extractors() -> tuple[dict, dict]:
+    """(status as the JSON records it, {"fid": features, "clipscore": scorer} for those whose weights are here)."""
+    from .metrics.distribution import clip_scorer, distribution_status, inception_features
+
+    status = distribution_status()
+    loaded = {}
+    for key, build in (("fid", inception_features), ("clipscore", clip_scorer)):
+        if status[key]["available"]:
+            try:
+                loaded[key] = build()
+            except Exception as err:   # a file that is present but unreadable: say so, keep the bench going
+                status[key] = {"available": False, "reason": f"failed to load: {type(err).__name__}: {err}"}
+    return status, loaded
+
+
 @dataclass
 class BenchResult:
     rows: list[dict]
@@ -365,8 +417,9 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
     # rows of other entries stay (a partial --names run must not erase them) unless the entry is gone
     kept = [r for k, r in old.items() if k not in planned and r["name"] in live]
     ok_lp, lp_reason = lpips_available()
+    dist_status, dist = distribution_extractors()
     meta = {"version": BENCH_VERSION, "command": command or "python -m museumtok bench", "sets": sets, "limit": limit,
-            "fast": fast, "lpips": {"available": ok_lp, "reason": lp_reason},
+            "fast": fast, "lpips": {"available": ok_lp, "reason": lp_reason}, "distribution": dist_status,
             "host": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                      "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}}
     rows: dict[str, dict] = {r["key"]: r for r in kept}
@@ -386,14 +439,14 @@ def run_bench(sets: Iterable[str] = DEFAULT_SETS, names: Iterable[str] | None = 
 
     bar = tqdm(jobs, desc="bench", unit="row", disable=not progress, file=sys.stderr)
     for job in bar:
-        fp = fingerprint(job, limit)
+        fp = fingerprint(job, limit, dist=tuple(sorted(dist)))
         if job.key in old and old[job.key].get("fingerprint") == fp:
             rows[job.key] = {**old[job.key], "setting": job.label()}  # a budget's sources may have grown
             cached += 1
             continue
         bar.set_postfix_str(job.key[:60])
         try:
-            row = run_job(job, limit, images)
+            row = run_job(job, limit, images, dist)
         except Exception as err:  # one broken entry must not stop the table; it is reported
             errors.append({"key": job.key, "name": job.name, "error": f"{type(err).__name__}: {err}"})
             continue
@@ -484,6 +537,7 @@ def render_markdown(doc: dict) -> str:
                 _fmt(r.get("lpips"), 4, lp_cell), _fmt(r.get("usage"), 3), _fmt(r.get("perplexity"), 1),
                 _fmt(r.get("encode_ms"), 1), _fmt(r.get("decode_ms"), 1)]) + " |")
         lines.append("")
+    lines += render_distribution(doc)
     sweep_sets = [s for s in doc["sets"] if table_rows(doc, s, sweeps=True)]
     if sweep_sets:
         lines += ["## Codec quality sweeps", "", "| set | codec | S | quality | bpp | PSNR dB | SSIM | MS-SSIM | enc ms | dec ms |",
@@ -504,6 +558,37 @@ def render_markdown(doc: dict) -> str:
     for er in doc.get("errors", []):
         lines.append(f"- error in {er['key']}: {er['error']}.")
     return "\n".join(lines) + "\n"
+
+
+def render_distribution(doc: dict) -> list[str]:
+    """The FID / KID / CLIPScore section: a table per set when measured, else the "n/a: needs <file>" lines."""
+    st = doc.get("distribution") or {}
+    fid, clip = st.get("fid", {}), st.get("clipscore", {})
+    lines = ["## Distribution and text metrics (FID, KID, CLIPScore)", ""]
+    if not fid.get("available"):
+        lines.append(f"- FID / KID n/a: {fid.get('reason', 'not measured by this bench version')}.")
+    if not clip.get("available"):
+        lines.append(f"- CLIPScore n/a: {clip.get('reason', 'not measured by this bench version')}.")
+    measured = [r for r in doc["rows"] if any(r.get(k) is not None for k in ("fid", "kid", "clipscore"))]
+    if measured:
+        lines += ["", "Originals against reconstructions of each set (FID, KID: Inception pool features; lower is "
+                  "closer); CLIPScore = 100·max(cos, 0) of the CLIP embeddings of the image and its catalog title and "
+                  "artist (artworks only), for the reconstruction and for the original. On a few dozen images FID "
+                  "is biased upwards (a 2048-d Gaussian fitted to N < 2048 points): compare it only within one set "
+                  "and size; KID is unbiased.", ""]
+        for s in doc["sets"]:
+            rs = [r for r in table_rows(doc, s) if r in measured]
+            if not rs:
+                continue
+            lines += [f"### {s}", "", "| method | M | setting | S | FID | KID ×10³ | CLIPScore | CLIPScore (original) |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in rs:
+                kid = None if r.get("kid") is None else 1e3 * r["kid"]
+                lines.append(f"| {r['name']} | {_fmt(r.get('M'))} | {r['setting']} | {r['size']} | {_fmt(r.get('fid'))} | "
+                             f"{_fmt(kid)} | {_fmt(r.get('clipscore'))} | {_fmt(r.get('clipscore_original'))} |")
+            lines.append("")
+    lines.append("")
+    return lines
 
 
 def render_summary(doc: dict) -> str:
@@ -754,6 +839,7 @@ def collapse_check(indices: torch.Tensor, K: int, top: int = 10, max_top_share: 
             "collapsed": collapsed}
 
 
-__all__ = ["BenchError", "BenchResult", "Job", "run_bench", "plan", "validate", "render_markdown", "write_plots",
+__all__ = ["BenchError", "BenchResult", "Job", "run_bench", "plan", "validate", "render_markdown", "render_distribution",
+           "distribution_extractors", "write_plots",
            "rd_figure", "error_analysis", "token_patch_mse", "code_patches", "token_influence", "collapse_check", "tokenizer_Ms", "checkpoint_hash",
            "DEFAULT_SETS", "DEFAULT_OUT"]

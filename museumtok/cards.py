@@ -39,6 +39,43 @@ def markdown_table(rows: list[dict[str, Any]], floatfmt: str = ".3f") -> str:
     return out
 
 
+#: what each checkpoint family is, for the card's metadata header (the Hub's model-card format)
+_FAMILY_TAGS = (
+    ("sft-", ["image-tokens", "museum-guide", "lora", "sft"]),
+    ("hyperprior-", ["learned-image-compression", "hyperprior", "entropy-coding"]),
+    ("factorized-", ["learned-image-compression", "factorized-prior", "entropy-coding"]),
+    ("context-", ["learned-image-compression", "autoregressive-context", "entropy-coding"]),
+    ("maskgit-", ["image-tokens", "maskgit", "masked-token-modeling"]),
+    ("ar-", ["image-tokens", "autoregressive-prior"]),
+    ("pool-", ["image-tokens", "token-pooling"]),
+    ("", ["image-tokenizer", "vector-quantization"]),
+)
+BASE_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DATASETS = ["museumtok/artworks-105-public-domain"]   # the catalog in data/ (images fetched by `museumtok data fetch`)
+
+
+def card_metadata(name: str, metrics: list[dict[str, Any]] | None = None) -> str:
+    """The YAML header of a model card (Hugging Face's ``ModelCardData``): license, library, tags,
+    datasets, the metrics the card reports and, for an SFT adapter, the base model."""
+    from huggingface_hub import ModelCardData
+
+    tags = next(t for prefix, t in _FAMILY_TAGS if name.startswith(prefix))
+    names = sorted({k.split(" ")[0].lower() for r in (metrics or []) for k in r
+                    if any(m in k.lower() for m in ("psnr", "ssim", "bpp", "usage", "perplexity", "bits", "accuracy"))})
+    data = ModelCardData(license="apache-2.0", library_name="museumtok",
+                         tags=["museumtok", *tags], datasets=DATASETS, metrics=names or None,
+                         base_model=BASE_LLM if name.startswith("sft-") else None)
+    return "---\n" + data.to_yaml() + "\n---\n"
+
+
+def with_metadata(card_text: str, name: str, metrics: list[dict[str, Any]] | None = None) -> str:
+    """The card with its metadata header (replacing an old header if there is one)."""
+    body = card_text
+    if body.startswith("---\n") and "\n---\n" in body[4:]:
+        body = body[4:].split("\n---\n", 1)[1].lstrip("\n")
+    return card_metadata(name, metrics) + "\n" + body
+
+
 def write_model_card(
     directory: Path,
     name: str,
@@ -74,7 +111,7 @@ def write_model_card(
 {markdown_table(metrics) if metrics else "In the evaluation section below."}
 {extra}
 """
-    (directory / "README.md").write_text(text, encoding="utf-8")
+    (directory / "README.md").write_text(with_metadata(text, name, metrics), encoding="utf-8")
     (directory / "training.json").write_text(json.dumps({
         "name": name, "data": data, "steps": steps, "wall_time_s": wall_time_s, "hardware": hw,
         "command": command, "metrics": metrics, **(facts or {}),

@@ -1,6 +1,7 @@
 """The ``museumtok`` command line.
 
     museumtok list                              tokenizers and codecs in the registry
+    museumtok weights {list, add FILE...}       published weights you bring (sha256-checked, copied where read)
     museumtok data fetch [--mirror URL]         download missing catalog images (verified)
     museumtok data verify                       check every image found against its sha256
     museumtok data catalog --from DIR           rebuild data/catalog.csv (maintainers)
@@ -40,17 +41,59 @@ def _list(sub):
         from .registry import entries
 
         rows = [{"name": e.name, "kind": e.kind, "chapter": e.chapter, "M": list(e.supported_M),
-                 "available": e.available, "description": e.description} for e in entries()]
+                 "available": e.available, "description": e.description, "reason": e.unavailable_reason}
+                for e in entries()]
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
+        width = max(22, *(len(r["name"]) for r in rows))
         for r in rows:
             m = ("M " + (f"{r['M'][0]}..{r['M'][-1]}" if len(r["M"]) > 8 else ",".join(map(str, r["M"])))) if r["M"] else "codec"
-            flag = "" if r["available"] else "  [checkpoint missing]"
-            print(f"{r['name']:<22} §{r['chapter']:<5} {m:<16} {r['description']}{flag}")
+            print(f"{r['name']:<{width}} §{r['chapter']:<5} {m:<16} {r['description']}")
+            if not r["available"]:   # hidden from the app, bench and eval rd until this is fixed
+                print(f"{'':<{width}}   hidden: {r['reason']}")
         return 0
 
     p.set_defaults(func=run)
+
+
+@subcommand
+def _weights(sub):
+    p = sub.add_parser("weights", help="published weights you bring: list what is present, add checked files")
+    wsub = p.add_subparsers(dest="weights_cmd", required=True)
+    ls = wsub.add_parser("list", help="every known file: present (and where) or missing (and how to bring it)")
+    ls.add_argument("--json", action="store_true")
+    ad = wsub.add_parser("add", help="check files (sha256) or Hub model folders and copy them where their library looks")
+    ad.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    ad.add_argument("--check-only", action="store_true", help="check, do not copy")
+
+    def run_list(args):
+        from .weights import status
+
+        rows = status()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        width = max(len(r["key"]) for r in rows)
+        for r in rows:
+            print(f"{r['key']:<{width}}  {'present' if r['present'] else 'missing'}  {r['used_by']}")
+            print(f"{'':<{width}}  {'':7}  {r['path'] if r['present'] else r['reason']}")
+        n = sum(r["present"] for r in rows)
+        print(f"{n} of {len(rows)} present; add files with `museumtok weights add FILE...`")
+        return 0
+
+    def run_add(args):
+        from .weights import add
+
+        bad = 0
+        for f in args.files:
+            res = add(f, copy=not args.check_only)
+            print(res.message, file=sys.stdout if res.dest else sys.stderr)
+            bad += res.dest is None
+        return 1 if bad else 0
+
+    ls.set_defaults(func=run_list)
+    ad.set_defaults(func=run_add)
 
 
 @subcommand
@@ -208,7 +251,7 @@ def _eval(sub):
     r.add_argument("--set", default="kodak", help="kodak, artworks-test, artworks-val")
     r.add_argument("--limit", type=int, default=None, help="only the first N images")
     r.add_argument("--out", type=Path, default=Path("docs/rd"), help="folder for rd_<set>.json/.html/.png")
-    r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all bundled)")
+    r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all present, bundled or published)")
     r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
 
     def run(args):
@@ -238,8 +281,14 @@ def _eval(sub):
                    help="with --adapter none: do not load the bundled guide adapters first (the bare base model answers)")
     c.add_argument("--limit", type=int, default=None, help="only the first N images of each source (quick runs)")
     c.add_argument("--threads", type=int, default=2, help="torch threads")
+    c.add_argument("--self-consistency", type=int, default=1, metavar="N",
+                   help="sample N answers per question and score the majority reading's answer (§7.2; 1: greedy)")
+    c.add_argument("--temperature", type=float, default=0.0,
+                   help="sampling temperature (default 0: greedy; 0.7 when --self-consistency > 1)")
     c.add_argument("--out", type=Path, default=Path("docs/chat"), help="folder for <label>.json / .md")
     c.add_argument("--write-card", action="store_true", help="put the table into the adapter's model card")
+    c.add_argument("--from-json", type=Path, default=None,
+                   help="re-score a saved run (its answers are kept; no generation) and rewrite its .json/.md")
 
     def run_chat(args):
         import torch
@@ -247,11 +296,20 @@ def _eval(sub):
         from .eval.chat import markdown, run_chat_eval, write_chat_eval, write_into_card
         from .llm.backend import make_backend
 
+        if args.from_json is not None:
+            from .eval.chat import summarise
+            res = json.loads(args.from_json.read_text(encoding="utf-8"))
+            res["summary"] = summarise(res)
+            for path in write_chat_eval(res, args.from_json.parent):
+                print(f"wrote {path}")
+            print(markdown(res))
+            return 0
         torch.set_num_threads(args.threads)
         adapter = None if args.adapter == "none" else (args.adapter if args.adapter == "auto" else Path(args.adapter))
         res = run_chat_eval(args.tokenizer, args.M, make_backend(args.llm), adapter=adapter, guard=not args.no_guard,
                             check=not args.no_check, conditions=[c for c in args.conditions.split(",") if c],
-                            limit=args.limit, preload=not args.no_preload)
+                            limit=args.limit, preload=not args.no_preload,
+                            self_consistency=args.self_consistency, temperature=args.temperature)
         for path in write_chat_eval(res, args.out):
             print(f"wrote {path}")
         print(markdown(res))
@@ -309,6 +367,10 @@ def _bench(sub):
               f"-> {res.md_path}", file=sys.stderr)
         for s in res.skipped:
             print(f"skipped {s['name']}: {s['reason']}", file=sys.stderr)
+        for key, label in (("fid", "FID / KID"), ("clipscore", "CLIPScore")):
+            st = res.meta.get("distribution", {}).get(key, {})
+            if not st.get("available", True):
+                print(f"{label} n/a: {st['reason']}", file=sys.stderr)
         for e in res.errors:
             print(f"error {e['key']}: {e['error']}", file=sys.stderr)
         if any(e["error"].startswith("DataNotFound") for e in res.errors):
@@ -343,6 +405,7 @@ def _llm(sub):
     c = lsub.add_parser("convert", help="convert the embedded SmolLM2 GGUF to safetensors (once, ~30 s)")
     s = lsub.add_parser("serve", help="OpenAI-compatible server on loopback in front of a backend")
     s.add_argument("--llm", default=None, help="backend: embedded (default), hf:<id>, echo")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     s.add_argument("--port", type=int, default=8000)
     a = lsub.add_parser("ask", help="ask a question about an image; the answer streams to stdout")
     a.add_argument("image")
@@ -365,7 +428,7 @@ def _llm(sub):
     def run_serve(args):
         from .llm.serve import main as serve_main
 
-        serve_main((["--llm", args.llm] if args.llm else []) + ["--port", str(args.port)])
+        serve_main((["--llm", args.llm] if args.llm else []) + ["--host", args.host, "--port", str(args.port)])
         return 0
 
     def run_ask(args):

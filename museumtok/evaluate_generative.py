@@ -15,7 +15,12 @@ Both transformers (``museumtok.models.maskgit.MaskGIT``, bidirectional and ``cau
    with the tokenizer and measure, inside the box, PSNR against the original crop and against the
    tokenizer's own reconstruction of the true tokens, and the fraction of box tokens recovered exactly;
    ``delta_vs_first_db`` is the paired per-crop difference of PSNR (vs original) to the first decoder
-   (MaskGIT T=8, sampled), whose standard error is smaller than those of the two means.
+   (MaskGIT T=8 sampled with the review's τ_t, the row the model cards were first measured with), whose
+   standard error is smaller than those of the two means.
+3. **The two MaskGIT decodings** (:func:`compare_decodings`): the paper's (τ = 1, confidence = untempered
+   probability, annealed Gumbel choice noise) against the review's τ_t schedule, on the same held-out grids
+   and seeds: the model's own likelihood of what each decoder filled in, inpainting PSNR, and diversity
+   (how often two seeds disagree on a token), for inpainting and for generation from an all-[MASK] grid.
 
 Every number is a mean over crops ± its standard error (std / √n). Forward passes are per batch
 (all crops at once); wall time is for the whole batch on the current device and thread count.
@@ -31,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
-from .models.maskgit import MaskGIT, box_region
+from .models.maskgit import DECODINGS, PAPER_CHOICE_TEMPERATURE, MaskGIT, box_region
 
 
 @dataclass
@@ -109,9 +114,12 @@ def inpainting_rows(maskgit: MaskGIT, ar: MaskGIT, ae, x: torch.Tensor, k: torch
     region = box_region(k, box)                                  # (B, h, w)
     recon = ae.decode_indices(k)                                 # the tokenizer's own reconstruction
     n_box = box[2] * box[3]
-    runs = [(f"MaskGIT T={steps}, sampled (τ_t = max(0.1, 0.9^t))", maskgit, {"steps": steps}),
-            (f"MaskGIT T={steps}, greedy", maskgit, {"steps": steps, "greedy": True}),
-            (f"MaskGIT T={n_box} (1 token / pass), sampled", maskgit, {"steps": n_box}),
+    review = {"decoding": "review"}        # the rows the model cards were measured with: the review's τ_t
+    runs = [(f"MaskGIT T={steps}, sampled, review's τ_t = max(0.1, 0.9^t)", maskgit, {"steps": steps, **review}),
+            (f"MaskGIT T={steps}, sampled, paper's decoding (τ = 1, choice noise 4.5)", maskgit,
+             {"steps": steps, "decoding": "paper"}),
+            (f"MaskGIT T={steps}, greedy", maskgit, {"steps": steps, "greedy": True, **review}),
+            (f"MaskGIT T={n_box} (1 token / pass), sampled, review's τ_t", maskgit, {"steps": n_box, **review}),
             ("AR raster, sampled τ = 1", ar, {"temperature": 1.0}),
             ("AR raster, greedy", ar, {"greedy": True})]
     rows = [{"decoder": "tokenizer reconstruction (true tokens)", "psnr_vs_original_db": fmt(mean_se(
@@ -148,6 +156,84 @@ def compare(maskgit: MaskGIT, ar: MaskGIT, ae, cfg: ComparisonConfig = Compariso
         out[s] = {"grids": len(k), "likelihood": likelihood_rows(maskgit, ar, k, cfg.steps),
                   "inpainting": inpainting_rows(maskgit, ar, ae, x, k, cfg.box, cfg.steps, cfg.seed)}
     return out
+
+
+DECODING_LABELS = {
+    "paper": f"paper (Chang et al. 2022): τ = 1, rank by p, Gumbel choice noise {PAPER_CHOICE_TEMPERATURE}·(1 − t/T)",
+    "review": "review §4.6: τ_t = max(0.1, 0.9^t), rank by tempered p, no choice noise",
+}
+
+
+def pairwise_disagreement(samples: torch.Tensor) -> torch.Tensor:
+    """samples (S, B, n) tokens of S seeds for B items -> (B,) mean fraction of the n positions on which two
+    different seeds disagree, over all S·(S−1)/2 pairs (0 = every seed gives the same tokens)."""
+    S = samples.shape[0]
+    if S < 2:
+        raise ValueError("diversity needs at least two seeds")
+    d = [(samples[i] != samples[j]).float().mean(-1) for i in range(S) for j in range(i + 1, S)]
+    return torch.stack(d).mean(0)
+
+
+@torch.no_grad()
+def compare_decodings(model: MaskGIT, ae, x: torch.Tensor, k: torch.Tensor, box: tuple[int, int, int, int],
+                      steps: int = 8, seeds: int = 4, samples: int = 8, seed: int = 0,
+                      decodings: tuple[str, ...] = DECODINGS) -> list[dict]:
+    """The paper's MaskGIT decoding against the review's on held-out crops x (B, 3, H, W) with tokens k (B, h, w).
+
+    For each decoding, with ``seeds`` independent draws per crop (one batch; the generator seeded with ``seed``):
+
+    * ``box_bits_per_token``: −log₂ p(filled box | the tokens around it) / box size, under the model itself
+      (raster reveal inside the box, :meth:`MaskGIT.chain_rule_log_probs` with ``masked``): how likely the
+      model finds what the decoder filled in. The first row gives it for the true tokens: a decoder far
+      below it is picking the model's favourite codes rather than sampling the model;
+    * ``psnr_vs_original_db`` inside the box and ``token_accuracy`` (true tokens recovered);
+    * ``box_diversity``: mean pairwise disagreement between seeds inside the box (:func:`pairwise_disagreement`);
+    * ``sample_bits_per_token`` and ``sample_diversity``: the same two for ``samples``·``seeds`` grids generated
+      from an all-[MASK] grid (raster chain rule over all N positions; diversity over pairs of samples).
+
+    Returns rows (dicts) for :func:`museumtok.cards.markdown_table`; numbers are mean ± standard error over
+    crops (or generated grids).
+    """
+    model.eval()
+    f = x.shape[-1] // k.shape[-1]
+    box_px = tuple(v * f for v in box)
+    B, n_box = len(k), box[2] * box[3]
+    region = box_region(k, box)                                            # (B, h, w)
+    kk, rr = k.repeat(seeds, 1, 1), region.repeat(seeds, 1, 1)             # (S·B, h, w): seed-major
+
+    def box_bits(grids, where):
+        lp = model.chain_rule_log_probs(grids, order="raster", masked=where)              # (·, N) nats
+        return -lp.sum(1) / n_box / math.log(2)
+
+    recon = ae.decode_indices(k)
+    rows = [{"decoding": "true tokens (the tokenizer's reconstruction)",
+             "box_bits_per_token": fmt(mean_se(box_bits(k, region)), 3),
+             "psnr_vs_original_db": fmt(mean_se(box_psnr(recon, x, box_px))), "token_accuracy": "1",
+             "box_diversity": "—", "sample_bits_per_token": "—", "sample_diversity": "—"}]
+    N = model.N
+    for dec in decodings:
+        g = torch.Generator().manual_seed(seed)
+        filled = model.inpaint(kk, box, steps=steps, decoding=dec, generator=g)            # (S·B, h, w)
+        if not torch.equal(filled[~rr], kk[~rr]):
+            raise AssertionError(f"{dec} decoding changed tokens outside the box")
+        bits = box_bits(filled, rr).view(seeds, B).mean(0)                                 # (B,) per crop
+        y = ae.decode_indices(filled)
+        psnr = box_psnr(y, x.repeat(seeds, 1, 1, 1), box_px).view(seeds, B).mean(0)
+        acc = (filled == kk)[rr].view(seeds * B, -1).float().mean(1).view(seeds, B).mean(0)
+        div = pairwise_disagreement(filled[rr].view(seeds, B, n_box))
+        row = {"decoding": DECODING_LABELS.get(dec, dec), "box_bits_per_token": fmt(mean_se(bits), 3),
+               "psnr_vs_original_db": fmt(mean_se(psnr)), "token_accuracy": fmt(mean_se(acc), 3),
+               "box_diversity": fmt(mean_se(div), 3)}
+        if samples:
+            gen = model.decode(torch.full((samples * seeds, N), model.mask_id, dtype=torch.long,
+                                          device=k.device), steps=steps, decoding=dec, generator=g)
+            sbits = -model.chain_rule_log_probs(gen, order="raster").sum(1) / N / math.log(2)
+            sdiv = pairwise_disagreement(gen.view(seeds, samples, N))
+            row.update(sample_bits_per_token=fmt(mean_se(sbits), 3), sample_diversity=fmt(mean_se(sdiv), 3))
+        else:
+            row.update(sample_bits_per_token="—", sample_diversity="—")
+        rows.append(row)
+    return rows
 
 
 def markdown(result: dict, cfg: ComparisonConfig = ComparisonConfig()) -> str:

@@ -92,7 +92,12 @@ def _checkpoint_stamp(name: str) -> str:
     """Identifies a registry entry's weights (size and mtime of model.safetensors), or the library version."""
     from . import registry
 
-    ck = registry.get(name).checkpoint_path
+    e = registry.get(name)
+    ck = e.checkpoint_path
+    if ck is None and e.weights:   # published weights: their file names carry a sha256 prefix
+        from . import weights as W
+
+        return ";".join(f"{k}:{W.locate(k).name}:{W.locate(k).stat().st_size}" for k in e.weights)
     if ck is None:
         import PIL
 
@@ -151,12 +156,13 @@ def bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
 
 # ---- sweeps and the full evaluation ---------------------------------------------------------
 def learned_codecs() -> dict[str, list[str]]:
-    """Bundled learned codecs by family ("hyperprior": ["hyperprior-q1", ...]), from the registry."""
+    """Learned codecs present here by family ("hyperprior": ["hyperprior-q1", ...]), from the registry:
+    the bundled ones and published ones whose weights are in the cache (e.g. "compressai-mbt2018-mean")."""
     from . import registry
 
     fams: dict[str, list[str]] = {}
     for e in registry.entries("codec"):
-        if e.checkpoint and e.available:
+        if e.learned and e.available:
             fams.setdefault(e.name.rsplit("-q", 1)[0], []).append(e.name)
     return fams
 

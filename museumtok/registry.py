@@ -3,7 +3,10 @@
 The app's menus, the CLI, the notebooks and the benchmarks all read this table; nothing else
 lists tokenizers. Entries are declared in ``museumtok/zoo/*.py`` (one file per family, imported
 automatically on first use). Checkpoints live in ``data/checkpoints/<name>/`` (config.json, model.safetensors
-and a README.md model card) and are loaded only when :func:`load` is called.
+and a README.md model card) and are loaded only when :func:`load` is called. Published models
+(CompressAI's codecs, aMUSEd's VQ-GAN: ``zoo/published.py``) name the files they read in ``weights``
+(see :mod:`museumtok.weights`) and stay hidden, with ``unavailable_reason`` saying what is missing,
+until those files are in the torch hub or Hugging Face cache.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ class RegistryEntry:
     kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments when no checkpoint
     llm_adapter: str | None = None  # §7 SFT adapter folder under data/checkpoints teaching the embedded LLM these tokens
     llm_vocab: str | None = None    # the entry whose LLM vocabulary these tokens are (same encoder and codebook)
+    weights: tuple[str, ...] = ()   # published files it reads (keys of museumtok.weights.KNOWN); hidden until present
+    requires: tuple[str, ...] = ()  # Python packages it imports beyond the core ones (e.g. "compressai")
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -45,9 +50,32 @@ class RegistryEntry:
 
     @property
     def available(self) -> bool:
-        """True when the entry's checkpoint (if any) is on disk."""
+        """True when the entry's checkpoint (if any), published weights and packages are all here."""
+        return self.unavailable_reason is None
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """None when the entry can load; otherwise one line saying what is missing and how to bring it."""
         p = self.checkpoint_path
-        return p is None or (p / "config.json").is_file()
+        if p is not None and not (p / "config.json").is_file():
+            return f"checkpoint {p} missing"
+        import importlib.util
+
+        for pkg in self.requires:
+            if importlib.util.find_spec(pkg) is None:
+                return f"needs the Python package {pkg} (pip install {pkg})"
+        if self.weights:
+            from . import weights as W
+
+            for key in self.weights:
+                if W.locate(key) is None:
+                    return W.missing_reason(key)
+        return None
+
+    @property
+    def learned(self) -> bool:
+        """True for a trained network (bundled checkpoint or published weights), False for e.g. JPEG."""
+        return bool(self.checkpoint or self.weights)
 
     @property
     def m_is_range(self) -> bool:
@@ -113,6 +141,8 @@ def load(name: str):
     with _LOCK:
         if name in _CACHE:
             return _CACHE[name]
+        if (entry.weights or entry.requires) and entry.unavailable_reason is not None:
+            raise CheckpointMissing(f"{name}: {entry.unavailable_reason}")
         module, cls_name = entry.target.split(":")
         cls = getattr(importlib.import_module(module), cls_name)
         if entry.checkpoint:

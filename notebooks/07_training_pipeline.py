@@ -24,7 +24,9 @@
 # - what is trained: LoRA factors on q, k, v, o and a delta on the image-token embedding rows only;
 # - how a few training steps move the loss (live);
 # - how to tell whether the LLM really reads the tokens: the same questions with the real tokens,
-#   the tokens shuffled, and no image at all, next to chance.
+#   the tokens shuffled, and no image at all, next to chance;
+# - the rest of §7: the multi-term tokenizer loss (§7.2), self-consistency voting (§7.2 item 3) and the
+#   domain data mix of the SFT data (§7.1).
 #
 # In fast mode (`MUSEUMTOK_FAST=1`) the LLM is a tiny random Llama; otherwise the embedded
 # SmolLM2-135M-Instruct. The full run is `python -m museumtok train sft`.
@@ -59,6 +61,13 @@
 # | chấm điểm có ràng buộc | constrained scoring | — |
 # | tập huấn luyện | training split | — |
 # | tập kiểm tra | held-out (test) split | — |
+# | hàm tổn thất đa thành phần | multi-term loss | $\mathcal{L}_{\text{rate}} + \lambda_1 \mathcal{L}_{\text{rec}} + \lambda_2 \mathcal{L}_{\text{perc}} + \lambda_3 \mathcal{L}_{\text{gan}} + \lambda_4 \mathcal{L}_{\text{text-align}}$ |
+# | số hạng tốc độ bit | rate term | $\mathcal{L}_{\text{rate}} = -\log_2 p(z)$ |
+# | phép gán mềm | soft assignment | $q(k \mid z_e) = \mathrm{softmax}_k(-\lVert z_e - e_k \rVert^2 / \tau)$ |
+# | tự nhất quán | self-consistency | — |
+# | bỏ phiếu đa số | majority vote | — |
+# | nhiệt độ lấy mẫu | sampling temperature | $T$ |
+# | tỷ lệ trộn dữ liệu | data mix | — |
 #
 # Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
 
@@ -131,6 +140,11 @@ def show_crop(i=0):
                     + D.format_prompt(ImageVocab.for_tokenizer("lloyd-patch-k1024", tok.K).to_text(ex.indices)[:120]
                                       + "…", ex.question) + " " + ex.answer + "\n```")
 
+
+# %%
+# the slider's callback, called with another crop (headless, a widget only prints its errors)
+shown = show_crop(len(crops) - 1)
+assert "Visitor" in shown.data or "question" in shown.data
 
 # %% [markdown]
 # ## 2 · A few training steps, live
@@ -242,3 +256,74 @@ for path in runs:
     display(Markdown(chat_markdown(json.loads(path.read_text()))))
 if not runs:
     print("no saved evaluation yet: run `.venv/bin/museumtok eval chat --tokenizer lloyd-patch-k1024 --M 64`")
+
+
+# %% [markdown]
+# ## 5 · The rest of §7: the multi-term loss, self-consistency, the data mix
+#
+# **§7.2's loss.** $\mathcal{L} = \mathcal{L}_{\text{rate}} + \lambda_1 \mathcal{L}_{\text{rec}} + \lambda_2 \mathcal{L}_{\text{perc}} + \lambda_3 \mathcal{L}_{\text{gan}} + \lambda_4 \mathcal{L}_{\text{text-align}}$
+# is `museumtok.losses.MultiTermLoss`; it returns every term so they can be plotted. Below it scores the
+# Lloyd tokenizer's reconstructions of four training crops. $\mathcal{L}_{\text{rate}}$ is the bits of the
+# token indices under a unigram prior, per pixel. The indices come from an argmin, so this "hard" rate gives the
+# encoder no gradient (it is logged, and trains a learned prior only); `rate="soft"` uses the expected bits
+# under the quantizer's soft assignment instead, which is differentiable. Without LPIPS weights the
+# perceptual term is 1 − MS-SSIM, and without a CLIP model the text-align term is skipped with its reason.
+# The PatchGAN here is untrained, so its term only shows the plumbing.
+
+# %%
+from museumtok.entropy.unigram import UnigramPrior
+from museumtok.losses import MultiTermLoss, MultiTermLossConfig
+from museumtok.models.discriminator import PatchDiscriminator
+
+x_small = torch.stack([c for _, c in crops[:4]])                               # (4, 3, S, S) training crops
+with torch.no_grad():
+    idx_small = tok.encode_tensor(x_small, M)                                  # (4, h, w) token indices
+    x_rec = tok.decode_indices(idx_small, M).clamp(0, 1)                       # (4, 3, S, S)
+prior = UnigramPrior.fit(torch.stack([e.indices for e in examples]), tok.K)    # section 1's crops: in-sample, optimistic
+loss_fn = MultiTermLoss(MultiTermLossConfig(lambda_rec=1.0, lambda_perc=1.0, lambda_gan=0.1, lambda_text=0.1),
+                        prior=prior, discriminator=PatchDiscriminator(3, 16, 2))
+terms = loss_fn(x_small, x_rec, idx_small, texts=[f"a painting by {getattr(e, 'artist', 'someone')}" for e, _ in crops[:4]])
+assert abs(float(terms.total.detach()) - sum(float(v.detach()) for v in terms.weighted.values())) < 1e-5  # weighted sum
+print({k: round(v, 4) for k, v in terms.as_floats().items()})
+for k, why in {**terms.notes, **terms.skipped}.items():
+    print(f"{k:10s} {why}")
+go.Figure(go.Bar(x=list(terms.weighted), y=[float(v) for v in terms.weighted.values()])).update_layout(
+    yaxis_title="weight × term", height=280, title="§7.2's loss on four crops (skipped: " + ", ".join(terms.skipped) + ")").show()
+
+# %% [markdown]
+# **Self-consistency.** Instead of one greedy answer, sample $N$ answers at temperature $T$ and keep the one
+# most of them agree on (Wang et al., ICLR 2023). The guide's answers are free text, so the vote is over what
+# each answer *says*, read back with the evaluation's own readers: differently worded answers that name the
+# same colours vote together. In the chat: `ChatSession(backend, self_consistency=5, sc_temperature=0.7)` (the
+# guard still checks the voted answer; the audit log keeps every sample); in the evaluation:
+# `museumtok eval chat --self-consistency 5 --temperature 0.7`. On a small subset (`--limit 3 --conditions real`:
+# 12 images, 120 answers, bundled adapter at M = 64) 5 samples at T = 0.7 changed 5 of the 120 scores (four
+# "where is the light" answers, two each way, and one description), so every mean stayed within one standard
+# error (±0.08–0.14 at this n) of the greedy run, for 3.7× the generation time: far too few answers to show
+# a gain or a loss.
+
+# %%
+from museumtok.llm.consistency import answer_kind, vote
+
+question = "Which hues fill most of the canvas?"
+samples = ["Mostly red, and then green.", "It is mostly blue, with some brown.", "Mostly red, and then green.",
+           "The main colour is blue, followed by brown.", "Mostly blue, and then brown."]
+v = vote(samples, answer_kind(question))
+print(answer_kind(question), v.counts, "->", repr(v.answer))
+assert v.reading == ("blue", "brown")          # 3 votes in three wordings beat the 2 identical strings
+
+# %% [markdown]
+# **§7.1's data mix.** `museumtok train sft --mix artworks=0.8,photos=0.15,documents=0.05` draws each training
+# dialogue's image source with those shares. Every source is disjoint from what the evaluation asks about
+# (TEST artworks, Kodak and its ten scikit-image photos); photos and documents are in no catalog, so their
+# dialogues teach "this work is not in our catalog". The default `artworks=1` keeps the earlier runs' batches.
+
+# %%
+from museumtok.train.sft import Crop, SFTConfig, draw_batch, mix_description, parse_mix
+
+mix = "artworks=0.8,photos=0.15,documents=0.05"
+print(mix_description(mix))
+stand_in = Crop(None, torch.zeros(8, 8, dtype=torch.long), G.visual_facts(x_demo))    # one stand-in crop per source
+pools = {name: [stand_in] for name in parse_mix(mix)}
+draws = [d.source for step in range(1, 101) for d in draw_batch(SFTConfig(mix=mix, batch=8), pools, step)]
+print({k: f"{draws.count(k) / len(draws):.1%} of 800 dialogues (share {p:.0%})" for k, p in parse_mix(mix).items()})

@@ -28,12 +28,14 @@
 #    registry, on Kodak and the held-out artworks), and check its numbers;
 # 2. decode tokens back to the patches they stand for (§9.3 step 2);
 # 3. check codebook entropy and perplexity for collapse (§9.3 step 4);
-# 4. rank the test artworks by PSNR and explain the worst with measurable image statistics.
+# 4. rank the test artworks by PSNR and explain the worst with measurable image statistics;
+# 5. compute FID, KID and CLIPScore (§9.1, §9.3 step 3) where their weights are on the machine, and
+#    otherwise see the same code run on a stand-in feature network.
 #
 # Step 1 of §9.3 (the `[THOUGHT]`/`[CITE]` replay) needs the chat model and lives in the case
-# study (notebook 11); step 3 (CLIPScore) needs CLIP weights, which this offline project does not
-# ship, so it is not measured here. FID/KID (§9.1 "generative") compare distributions of generated
-# images and do not apply to reconstructions of 15–24 images.
+# study (notebook 11). FID/KID and CLIPScore need published weights (the Inception of FID, a CLIP
+# model) that this offline project does not ship: `museumtok weights add` brings them, and then this
+# notebook and `museumtok bench` report them; until then they say "n/a: needs <file>".
 
 # %% [markdown]
 # ## Tóm tắt
@@ -43,7 +45,8 @@
 # lại) và kiểm tra lại các con số trong đó. Anh chị sẽ giải mã token về mảnh ảnh để xem mỗi token biểu
 # diễn được gì và mất gì, kiểm tra entropy và độ bối rối để phát hiện sụp đổ bảng mã, rồi xếp hạng các
 # tác phẩm theo PSNR và giải thích những bức khó nhất bằng các thống kê đo được như năng lượng tần số
-# cao và mật độ cạnh.
+# cao và mật độ cạnh. Cuối cùng là FID, KID và điểm CLIP: máy có trọng số Inception hay CLIP thì đo
+# thật, máy ngoại tuyến thì báo thiếu tệp nào và chạy cùng công thức trên một mạng đặc trưng thay thế.
 
 # %% [markdown]
 # ## Thuật ngữ
@@ -68,6 +71,8 @@
 # | khoảng cách Fréchet Inception | Fréchet Inception distance (FID) | — |
 # | khoảng cách Inception nhân | kernel Inception distance (KID) | — |
 # | điểm CLIP | CLIPScore | — |
+# | độ lệch trung bình cực đại | maximum mean discrepancy (MMD) | $\mathrm{MMD}^2$ |
+# | mạng đặc trưng thay thế | stand-in feature network | — |
 #
 # Bảng đầy đủ, kèm giải thích và ghi chú về ký hiệu: [docs/glossary.md](../docs/glossary.md).
 
@@ -459,3 +464,68 @@ psnr_against("hf_energy")      # the callback once more, with other values
 # smooth, low-contrast works come first. That is the case for entropy-coded or adaptive token counts
 # (more tokens where there is more to say), which the rate–distortion notebooks measure. Re-run
 # `make bench` whenever a tokenizer lands; the table above and this ranking follow the registry.
+
+# %% [markdown]
+# ## 5. FID, KID and CLIPScore, where the weights are (§9.1, §9.3 step 3)
+#
+# **FID** (Heusel et al., NeurIPS 2017) fits a Gaussian N(μ, Σ) to the Inception features of each
+# set and measures d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½). **KID** (Bińkowski et al., ICLR 2018) is
+# the unbiased estimate of MMD² under the kernel k(x, y) = (xᵀy/d + 1)³: the mean kernel value within
+# each set minus twice the mean across them. **CLIPScore** (Hessel et al., EMNLP 2021) is
+# w·max(cos(E_image, E_text), 0) of CLIP embeddings; here the text is the artwork's title and artist,
+# and w = 100 as in torchmetrics. The code (`museumtok.metrics.distribution`) takes any feature
+# extractor; the real ones are built only from files already on the machine.
+
+# %%
+from museumtok.metrics import distribution as dm
+
+status = dm.distribution_status()
+for key, label in (("fid", "FID / KID"), ("clipscore", "CLIPScore")):
+    st = status[key]
+    print(f"{label}: {'available (' + st['reason'] + ')' if st['available'] else 'n/a: ' + st['reason']}")
+
+# %% [markdown]
+# Originals against reconstructions of the held-out artworks, for the tokenizer above at each M. On
+# this offline machine the features come from a **stand-in**: a fixed random conv net, so the
+# formulas run, but its numbers are not FIDs and compare only with each other. With fewer images
+# than feature dimensions the Gaussian fit is rank-deficient and FID is biased upwards; KID is not.
+
+# %%
+features = dm.inception_features() if status["fid"]["available"] else dm.standin_features()
+scorer = dm.clip_scorer() if status["clipscore"]["available"] else None
+dist_rows = []
+for m in tok.supported_M:
+    xs, ents = eval_batch("artworks-test", tok.working_size(m), 6 if FAST else None)
+    with torch.no_grad():
+        xh = (tok.decode_indices(tok.encode_tensor(xs, m), m).clamp(0, 1) * 255).round() / 255
+    d = dm.distribution_metrics(xs, xh, [dm.caption(e) for e in ents], features, scorer)
+    dist_rows.append({"M": m, "S": tok.working_size(m), "images": len(xs), "psnr": float(psnr(xs, xh).mean()), **d})
+feat_name = "Inception" if status["fid"]["available"] else "stand-in"
+display(Markdown(f"**{TOK}**, features: {feat_name}\n\n| M | S px | images | PSNR dB | FID | KID ×10³ | CLIPScore |\n"
+                 "|---|---|---|---|---|---|---|\n" + "\n".join(
+                     f"| {r['M']} | {r['S']} | {r['images']} | {r['psnr']:.2f} | {r['fid']:.4g} | {1e3 * r['kid']:.3g} | "
+                     + (f"{r['clipscore']:.1f} (original {r['clipscore_original']:.1f})" if 'clipscore' in r else "n/a")
+                     + " |" for r in dist_rows)))
+
+# %% [markdown]
+# Checks: a set against itself has FID 0; the small-sample route the package takes (the nuclear norm
+# of A₁A₂ᵀ, O(N²D)) equals the textbook formula through the eigenvalues of Σ₁Σ₂ (O(D³)); the
+# unbiased MMD² of two samples of one distribution averages to 0. A set against itself also shows
+# why KID here is *paired*: each reconstruction x̂ᵢ belongs to one original xᵢ, and the pairs
+# (xᵢ, x̂ᵢ) are closer than two different images. Counted in the cross term (as torchmetrics does for
+# independent samples), they push the estimate below 0, to −(2/N)·(mean k(xᵢ, xᵢ) − mean k(xᵢ, xⱼ))
+# for a perfect copy; left out (Gretton et al.'s MMD²ᵤ, JMLR 2012), a perfect copy scores exactly 0.
+
+# %%
+f_orig = features(xs)
+f_rec = features(xh)
+assert abs(dm.fid_from_features(f_orig, f_orig)) < 1e-6 * max(1.0, float(f_orig.square().sum()))
+full = dm.frechet_distance(*dm.gaussian_fit(f_orig), *dm.gaussian_fit(f_rec))
+scale = float(dm.gaussian_fit(f_orig)[1].trace() + dm.gaussian_fit(f_rec)[1].trace())   # √ of eigvals' rounding noise
+assert math.isclose(dm.fid_from_features(f_orig, f_rec), full, abs_tol=1e-6 * scale)
+assert dm.mmd2_unbiased(f_orig, f_orig, paired=True) == 0 and dm.mmd2_unbiased(f_orig, f_orig) < 0
+g = torch.Generator().manual_seed(0)
+null = [dm.mmd2_unbiased(torch.randn(12, 8, generator=g), torch.randn(12, 8, generator=g)) for _ in range(100)]
+print(f"FID via the small matrices {dm.fid_from_features(f_orig, f_rec):.6g} = via eigvals(Σ₁Σ₂) {full:.6g}; "
+      f"mean unbiased MMD² over 100 same-distribution pairs: {np.mean(null):+.2e} (± {np.std(null) / 10:.1e})")
+

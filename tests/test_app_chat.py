@@ -213,3 +213,26 @@ def test_a_killed_server_loses_no_question(tmp_path, image_file):
     finally:
         proc2.terminate()
         proc2.wait(10)
+
+
+def test_a_chat_call_during_the_start_up_waits_for_the_preload():
+    """A question that arrives while the guide adapters are still loading must not race the loader
+    (it once answered "I can't read these tokens" for a tokenizer whose adapter was half loaded)."""
+    import threading
+
+    lazy = ch.LazyBackend(spec="echo")
+    release, seen = threading.Event(), []
+
+    def preload(backend, lz):
+        release.wait(5)
+        seen.append("preloaded")
+
+    lazy.start(preload=preload)
+    got = []
+    caller = threading.Thread(target=lambda: got.append(lazy.get()))
+    caller.start()
+    caller.join(0.3)
+    assert caller.is_alive() and not got            # still waiting for the preload
+    release.set()
+    caller.join(5)
+    assert seen == ["preloaded"] and got and got[0][0] is not None and got[0][1] is None

@@ -32,3 +32,35 @@ def test_bad_inputs_get_messages(tmp_path, kodak_path):
     assert "Cannot use this file" in ip.inpaint_image(str(broken)).error
     assert "left < right" in ip.inpaint_image(str(kodak_path), 0.8, 0.1, 0.2, 0.9).error
     assert "steps" in ip.inpaint_image(str(kodak_path), steps=0).error
+
+
+def test_both_decodings_and_what_the_message_says(kodak_path):
+    """§4.6: the paper's decoding by default, the review's τ_t schedule on request; the message says which."""
+    if not ip.available()[0]:
+        pytest.skip(ip.available()[1])
+    paper = ip.inpaint_image(str(kodak_path), 0.25, 0.25, 0.75, 0.5, steps=4, seed=1)
+    assert paper.error is None and "temperature 1" in paper.message
+    same = ip.inpaint_image(str(kodak_path), 0.25, 0.25, 0.75, 0.5, steps=4, seed=1, decoding="paper",
+                            temperature=2.5)                       # τ0 is the review's: the paper ignores it
+    assert (same.tokens_after == paper.tokens_after).all()
+    review = ip.inpaint_image(str(kodak_path), 0.25, 0.25, 0.75, 0.5, steps=4, seed=1, decoding="review",
+                              temperature=2.0)
+    assert review.error is None and "max(0.1, 2·0.9^t)" in review.message and "not MaskGIT's" in review.message
+    top, left, hh, ww = review.box
+    inside = review.tokens_before.new_zeros(review.tokens_before.shape, dtype=bool)
+    inside[top:top + hh, left:left + ww] = True
+    assert (review.tokens_after[~inside] == review.tokens_before[~inside]).all()
+    vi = ip.inpaint_image(str(kodak_path), 0.25, 0.25, 0.75, 0.5, steps=4, seed=1, decoding="review", lang="vi")
+    assert "bài tổng quan" in vi.message
+    assert "decoding" in ip.inpaint_image(str(kodak_path), decoding="top-p").error
+
+
+def test_decoding_labels_exist_in_both_languages():
+    import string
+
+    from museumtok.app.i18n import STRINGS
+
+    for key in ("inpaint_decoding", "inpaint_dec_paper", "inpaint_dec_review", "inpaint_how_paper", "inpaint_how_review"):
+        en, vi = STRINGS[key]
+        fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}   # noqa: E731
+        assert en and vi and en != vi and fields(en) == fields(vi), key

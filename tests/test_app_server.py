@@ -79,3 +79,7 @@ def test_inpaint_endpoint(client, kodak_path):
     assert "8 of 64 tokens masked" in message and len(frames) == 4
     bad = client.predict(handle_file(str(kodak_path)), 0.8, 0.25, 0.2, 0.5, 4, 1.0, 0, api_name="/inpaint")
     assert "left < right" in bad[0]
+    assert "temperature 1" in message                                # the paper's decoding when not named
+    review = client.predict(handle_file(str(kodak_path)), 0.25, 0.25, 0.75, 0.5, 4, 1.5, 0, "review",
+                            api_name="/inpaint")
+    assert "8 of 64 tokens masked" in review[0] and "max(0.1, 1.5·0.9^t)" in review[0]

@@ -5,6 +5,7 @@ Skips (with the reason) when Chromium or Playwright is missing, except under CI=
 """
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,26 @@ def test_one_artwork_walks_through_every_tab(page):
     page.locator("#chat-notice").get_by_text("time to first token").wait_for(timeout=240_000)
     answer = page.locator("#chatbot .bot, #chatbot [data-testid='bot']").last.inner_text()
     assert len(answer.split()) >= 4, answer                        # a sentence, not one word
+    for n, q in enumerate(["Ai đã vẽ bức tranh này?", "Describe what is in the picture."], start=2):
+        page.locator("#chat-question textarea").fill(q)             # a Vietnamese question, then a description
+        page.locator("#chat-send").click()
+        answer = _wait_answer(page, n)
+        assert len(answer.split()) >= 4, answer
     _shot(page, "chat")
+
+
+def _wait_answer(page, n: int, timeout_s: float = 120.0) -> str:
+    """The n-th answer of the chatbot once it has stopped growing for 1.5 s."""
+    bots = page.locator("#chatbot .bot, #chatbot [data-testid='bot']")
+    page.wait_for_function(f"() => document.querySelectorAll(\"#chatbot .bot, #chatbot [data-testid='bot']\").length >= {n}",
+                           timeout=timeout_s * 1000)
+    last, t_end, stable = None, time.time() + timeout_s, 0
+    while time.time() < t_end and stable < 3:
+        text = bots.last.inner_text()
+        stable = stable + 1 if text == last and text.strip() else 0
+        last = text
+        page.wait_for_timeout(500)
+    return last or ""
 
 
 def test_the_switch_speaks_vietnamese(page):

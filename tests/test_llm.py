@@ -161,12 +161,12 @@ def test_http_backend_streams_through_loopback_server():
         pieces = list(http.stream(msgs, max_new_tokens=50))
         assert len(pieces) > 1                                  # streamed, not one blob
         assert "".join(pieces) == fake.generate(msgs, max_new_tokens=50)
+        assert http.last_stats["new_tokens"] == len(pieces) and http.last_stats["usage_from_server"]
         assert http.complete(msgs) == fake.generate(msgs)
-        assert http.last_stats["new_tokens"] == len(pieces)
-        with pytest.raises(BackendError, match="HTTP 400"):
-            HTTPBackend(srv.url)._request({"messages": "not a list"})
+        with pytest.raises(BackendError, match="HTTP 400: bad request: messages must be a list"):
+            HTTPBackend(srv.url).complete("not a list")
     with pytest.raises(BackendError, match="cannot reach"):
-        list(HTTPBackend(srv.url, timeout_s=2).stream(msgs))
+        list(HTTPBackend(srv.url, timeout_s=2, max_retries=0).stream(msgs))
 
 
 def test_make_backend_specs(monkeypatch):
@@ -387,6 +387,54 @@ def test_hf_backend_by_local_path(tmp_path):
     assert b.generate(msgs, max_new_tokens=4) == "".join(b.stream(msgs, max_new_tokens=4))
     with pytest.raises(BackendError, match="cannot load"):
         make_backend(f"hf:{tmp_path / 'missing'}")
+
+
+def test_hf_backend_device_map_and_quantised_loading(tmp_path, monkeypatch):
+    """The GPU paths of ``hf:`` on CPU: ``device_map="auto"`` through accelerate for real (every layer lands on
+    the CPU here, on the GPUs elsewhere), and the 4/8-bit request: refused in words without a GPU or
+    bitsandbytes, and handed to transformers as a ``BitsAndBytesConfig`` when both are there."""
+    import transformers
+
+    tok, model = tiny_tokenizer(), tiny_llama(vocab_size=len(WORDS) + 2, attn="sdpa")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    msgs = [{"role": "user", "content": "what colour is the painting ?"}]
+    ref = make_backend(f"hf:{tmp_path}").generate(msgs, max_new_tokens=4)
+    b = TransformersBackend.from_pretrained(str(tmp_path), device_map="auto")   # accelerate places the layers
+    if not torch.cuda.is_available():
+        assert {p.device.type for p in b.model.parameters()} == {"cpu"} and b.device.type == "cpu"
+        assert b.generate(msgs, max_new_tokens=4) == ref                        # the same model, the same answer
+    else:
+        assert b.device.type == "cuda"
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="4bit loading needs a CUDA GPU"):
+            make_backend(f"hf:{tmp_path}#4bit")
+    with pytest.raises(BackendError, match="unknown hf: option"):
+        make_backend(f"hf:{tmp_path}#3bit")
+    # a machine with a GPU and bitsandbytes: what reaches from_pretrained (the load itself runs on CPU here)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(transformers.utils, "is_bitsandbytes_available", lambda: True)
+    seen = {}
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(path, **kw):
+        seen.update(kw)
+        return real(path)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    make_backend(f"hf:{tmp_path}#4bit")
+    q = seen["quantization_config"]
+    assert seen["device_map"] == "auto" and seen["dtype"] == torch.bfloat16
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_compute_dtype == torch.bfloat16
+    seen.clear()
+    make_backend(f"hf:{tmp_path}#8bit")
+    assert seen["quantization_config"].load_in_8bit and seen["device_map"] == "auto"
+    seen.clear()
+    make_backend(f"hf:{tmp_path}")                                              # a GPU, no quantisation
+    assert seen == {"dtype": torch.bfloat16, "device_map": "auto"}
+    seen.clear()
+    TransformersBackend.from_pretrained(str(tmp_path), device="cpu")            # one chosen device: no map
+    assert seen == {"dtype": torch.float32}
 
 
 def test_fit_throughput_recovers_a_linear_law():

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from museumtok.evaluate_generative import (ComparisonConfig, box_psnr, held_out_crops, inpainting_rows,
-                                           likelihood_rows, markdown, mean_se)
+from museumtok.evaluate_generative import (ComparisonConfig, box_psnr, compare_decodings, held_out_crops,
+                                           inpainting_rows, likelihood_rows, markdown, mean_se,
+                                           pairwise_disagreement)
 from museumtok.models.maskgit import MaskGIT, MaskGITConfig, box_region, masked_counts
 
 torch.set_num_threads(1)
@@ -34,6 +35,24 @@ def test_chain_rule_likelihood_is_a_distribution_by_enumeration(causal, kw):
     assert lp.sum(1).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
     # not the trivial uniform distribution: random weights give different probabilities to different grids
     assert lp.sum(1).std() > 1e-3
+
+
+@pytest.mark.parametrize("kw", [{"order": "raster"}, {"order": "confidence"}, {"order": "raster", "steps": 1}])
+def test_conditional_likelihood_of_a_box_is_a_distribution(kw):
+    """log p(box | the rest) sums to 1 over every filling of the box, for any context."""
+    mg, _ = _models(TINY)
+    fill = torch.tensor(list(itertools.product(range(3), repeat=2)))        # all 9 fillings of 2 positions
+    for ctx in ((0, 1), (2, 2)):
+        grids = torch.cat([fill, torch.tensor(ctx).expand(9, 2)], 1)       # positions 0, 1 hidden; 2, 3 given
+        hide = torch.zeros(9, 4, dtype=torch.bool)
+        hide[:, :2] = True
+        lp = mg.chain_rule_log_probs(grids, masked=hide, **kw)
+        assert (lp[:, 2:] == 0).all()
+        assert lp.sum(1).exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="same number"):
+        bad = torch.zeros(2, 4, dtype=torch.bool)
+        bad[0, 0] = True
+        mg.chain_rule_log_probs(torch.zeros(2, 4, dtype=torch.long), masked=bad)
 
 
 def test_ar_chain_rule_equals_teacher_forced_loss():
@@ -143,7 +162,8 @@ def test_comparison_rows_on_tiny_models():
     rows = inpainting_rows(mg, ar, ae, x, k, (1, 1, 2, 2), steps=2, seed=0)
     assert rows[0]["token_accuracy"] == "1"
     passes = {r["decoder"]: r["forward_passes"] for r in rows}
-    assert list(passes.values()) == [0, 2, 2, 4, 4, 4]
+    assert list(passes.values()) == [0, 2, 2, 2, 4, 4, 4]
+    assert "review" in rows[1]["decoder"] and "paper" in rows[2]["decoder"]
     assert rows[1]["delta_vs_first_db"] == "0"                            # the paired Δ is to the first decoder
     for r in rows[1:]:
         acc = float(r["token_accuracy"].split(" ± ")[0])
@@ -155,6 +175,23 @@ def test_comparison_rows_on_tiny_models():
     text = markdown({"toy": {"grids": 6, "likelihood": likelihood_rows(mg, ar, k, 4), "inpainting": rows}},
                     ComparisonConfig(crop=8, size=16, box=(1, 1, 2, 2)))
     assert "toy" in text and "bits_per_token" in text and "psnr_vs_original_db" in text
+
+
+def test_compare_decodings_rows_on_tiny_models():
+    mg, _ = _models(MG)
+    ae = _IdentityTokenizer()
+    x = torch.rand(5, 3, 8, 8)
+    k = ae.encode_indices(x)
+    rows = compare_decodings(mg, ae, x, k, (1, 1, 2, 2), steps=2, seeds=3, samples=2)
+    assert [r["decoding"].split()[0] for r in rows] == ["true", "paper", "review"]
+    for r in rows[1:]:
+        bits = float(r["box_bits_per_token"].split(" ± ")[0])
+        assert 0 < bits < 20
+        assert 0 <= float(r["box_diversity"].split(" ± ")[0]) <= 1
+        assert 0 <= float(r["sample_diversity"].split(" ± ")[0]) <= 1
+    assert pairwise_disagreement(torch.tensor([[[1, 2]], [[1, 3]], [[1, 2]]])).tolist() == [pytest.approx(1 / 3)]
+    with pytest.raises(ValueError, match="two seeds"):
+        pairwise_disagreement(torch.zeros(1, 2, 3))
 
 
 def test_held_out_crops_tile_the_image(data_available):

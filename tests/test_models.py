@@ -141,6 +141,31 @@ def test_resume_gives_identical_state(trainer, tmp_path):
     assert [int(r["step"]) for r in RunLog(tmp_path / "b").rows("eval")] == [2, 4, 6]
 
 
+def test_compare_relaxations_trains_soft_and_straight_through_alike(tmp_path):
+    """§4.4: the same dVAE, seed, crops, steps and τ schedule, once on the soft sample (the default) and once
+    straight-through; both report the codebook's usage/perplexity and the tokens' and the relaxed PSNR."""
+    from museumtok.train.dvae import DVAETrainConfig, compare_relaxations, relaxed_psnr
+
+    assert DVAEConfig().hard is False and DVAETrainConfig().hard is False      # DALL·E trains on the relaxed sample
+    cfg = DVAETrainConfig(f=4, channels=(8, 16, 16), codebook_size=16, dim=4, steps=4, batch_size=2, crop=16,
+                          warmup=1, log_every=1, eval_every=2, save_every=10**9, max_minutes=0)
+    x_val = torch.rand(2, 3, 16, 16)
+    res = compare_relaxations(cfg, _synthetic_images(), x_val, tmp_path)
+    assert list(res) == ["soft", "straight-through"]
+    soft, st = res["soft"], res["straight-through"]
+    assert soft["model"].config.hard is False and st["model"].config.hard is True
+    assert [r["step"] for r in soft["train"]] == [r["step"] for r in st["train"]] == ["1", "2", "3", "4"]
+    assert [int(r["step"]) for r in soft["eval"]] == [2, 4]
+    for r in (soft, st):
+        f = r["final"]
+        assert 0 < f["usage"] <= 1 and 1 <= f["perplexity"] <= 16 and f["dead_codes"] == round(16 * (1 - f["usage"]))
+        assert r["relaxed_psnr"] > 0 and f["psnr"] > 0
+        assert r["model"].tau == pytest.approx(cfg.tau_end)                      # evaluated at the final τ
+    # the same first batch from the same initial weights: the first losses differ only by the forward pass
+    assert soft["train"][0]["loss"] != st["train"][0]["loss"]
+    assert relaxed_psnr(soft["model"], x_val, seed=1) == relaxed_psnr(soft["model"], x_val, seed=1)  # seeded
+
+
 def test_tau_schedule_and_trainers_registered():
     from museumtok.train import load_trainers
     from museumtok.train.dvae import tau_at

@@ -48,8 +48,6 @@ def test_every_slider_callback_is_also_called_directly(py):
     """Headless, a widget's callback runs once inside an Output widget, where an exception is only
     printed. So each notebook also calls each callback itself, with other values than the sliders'
     first ones, in a later code cell: executing the notebook (the book, the test below) checks them."""
-    if py.stem in OTHERS_NOTEBOOKS:
-        pytest.skip(f"{py.stem} is being rewritten in another branch of work")
     cells = [c.source for c in jupytext.read(py).cells if c.cell_type == "code"]
     for name in _interactive_callbacks("\n".join(cells)):
         calls = [c for c in cells if re.search(rf"(?<![\w.]){name}\(", c)
@@ -57,8 +55,6 @@ def test_every_slider_callback_is_also_called_directly(py):
         assert calls, f"{py.name}: the slider callback {name}() is never called directly in a later cell"
 
 
-#: notebooks that other people are editing now (their callbacks are checked once they follow the rule)
-OTHERS_NOTEBOOKS = {"06_integration", "07_training_pipeline"}
 
 
 @pytest.fixture(scope="session")

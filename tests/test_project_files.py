@@ -84,6 +84,30 @@ def test_checkpoints_are_small_and_carded():
             assert f.suffix not in (".pt", ".pth", ".ckpt", ".bin", ".pkl"), f"{f}: pickles are not loaded"
 
 
+def test_cards_carry_the_hubs_metadata_header():
+    from huggingface_hub import ModelCard
+
+    for d in (ROOT / "data" / "checkpoints").iterdir():
+        if not d.is_dir():
+            continue
+        meta = ModelCard((d / "README.md").read_text(encoding="utf-8")).data.to_dict()
+        assert meta["license"] == "apache-2.0" and meta["library_name"] == "museumtok", d.name
+        assert "museumtok" in meta["tags"] and meta["datasets"], d.name
+        assert (meta.get("base_model") is not None) == d.name.startswith("sft-"), d.name
+
+
+def test_card_metadata_replaces_an_old_header(tmp_path):
+    from museumtok.cards import with_metadata, write_model_card
+
+    write_model_card(tmp_path, "hyperprior-q9", "A codec.", "crops", "10", 60.0,
+                     [{"set": "kodak", "PSNR dB": 28.0, "bpp": 0.3}], "museumtok train codec")
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\n") and "hyperprior" in text.split("---")[1] and "# hyperprior-q9" in text
+    again = with_metadata(text, "hyperprior-q9")
+    assert again.startswith("---\n") and again.count("\n---\n") == 1 and again.count("license:") == 1  # one header
+    assert again.split("\n---\n", 1)[1].strip().startswith("# hyperprior-q9")
+
+
 def test_make_test_fast_leaves_out_the_long_markers():
     mk = (ROOT / "Makefile").read_text()
     assert re.search(r"^test-fast:", mk, re.M)

@@ -364,8 +364,12 @@ def test_adapter_folder_names_and_lookup(tmp_path, monkeypatch):
     assert adapter_name("smollm2-135m-instruct", "lloyd-patch-k1024") == "sft-smollm2-lloyd-k1024"
     assert adapter_name("HuggingFaceTB/SmolLM2-1.7B-Instruct", "vqvae-f8-k1024") == \
         "sft-huggingfacetb-smollm2-1.7b-instruct-vqvae-f8-k1024"
+    from museumtok import registry
+
+    bundled = registry.get("vqvae-f8-k1024").adapter_path          # the registry's guide (or None without it)
     monkeypatch.setattr("museumtok.paths.CHECKPOINT_DIR", tmp_path)
-    assert chat.adapter_for("vqvae-f8-k1024", "my/LLM") is None              # none trained for it
+    assert chat.adapter_for("dvae-f8-k1024", "my/LLM") is None              # none trained, none bundled
+    assert chat.adapter_for("vqvae-f8-k1024", "my/LLM") == bundled          # none for my/LLM: the bundled one
     (tmp_path / "sft-my-llm-vqvae-f8-k1024").mkdir()
     (tmp_path / "sft-my-llm-vqvae-f8-k1024" / "config.json").write_text("{}")
     assert chat.adapter_for("vqvae-f8-k1024", "my/LLM") == tmp_path / "sft-my-llm-vqvae-f8-k1024"

@@ -87,8 +87,9 @@ def test_commitment_term_name_matches_quantizer():
 
 
 # ---- MaskGIT (§4.6) ---------------------------------------------------------------------------------
-from museumtok.models.maskgit import (MaskGIT, MaskGITConfig, cosine_schedule, masked_counts, random_mask,  # noqa: E402
-                                      temperature_at)
+from museumtok.models.maskgit import (PAPER_CHOICE_TEMPERATURE, MaskGIT, MaskGITConfig, cosine_schedule,  # noqa: E402
+                                      gumbel_like, masked_counts, random_mask, sample_categorical, temperature_at,
+                                      uniform_like)
 
 MG = dict(codebook_size=16, grid=(4, 4), dim=16, depth=1, heads=2, dropout=0.0)
 
@@ -152,6 +153,126 @@ def test_inpaint_changes_only_the_box():
     assert (out < 16).all()
     with pytest.raises(ValueError, match="outside"):
         m.inpaint(k, (5, 0, 1, 1))
+
+
+class _FixedLogits(MaskGIT):
+    """A MaskGIT whose forward returns the same logits (1, N, K) whatever the input (decoding tests)."""
+
+    def __init__(self, logits):
+        super().__init__(MaskGITConfig(**{**MG, "codebook_size": logits.shape[-1]}))
+        self.fixed = logits
+
+    def forward(self, tokens):
+        self.forward_passes += 1
+        return self.fixed.expand(tokens.shape[0], -1, -1)
+
+
+def test_paper_confidence_is_the_untempered_probability_review_the_tempered():
+    """Two holes, T = 2: one is re-masked after step 1. Position 0 samples code 0 with p = 0.5 at any
+    temperature; position 1 samples code 0 with p = e/(e+15) ≈ 0.15 untempered but ≈ 1 at τ = 0.1."""
+    logits = torch.full((1, 16, 16), -1e4)
+    logits[0, 0, :2] = 2.0                                         # position 0: two equally likely codes
+    logits[0, 1] = 0.0
+    logits[0, 1, 0] = 1.0                                          # position 1: a flat-ish distribution
+    m = _FixedLogits(logits)
+    k = torch.zeros(1, 16, dtype=torch.long)
+    holes = torch.zeros(1, 16, dtype=torch.bool)
+    holes[0, :2] = True
+    for decoding, kw, remasked in (("paper", {}, 1), ("review", {"tau0": 0.1}, 0)):
+        history = []
+        m.decode(k, holes, steps=2, decoding=decoding, greedy=True, history=history, **kw)
+        assert (history[0][0] == -1).nonzero().flatten().tolist() == [remasked], decoding
+        assert (history[1] >= 0).all()
+
+
+def test_paper_samples_at_temperature_one():
+    """One hole, one step: the paper's draw follows softmax(logits) itself (Gumbel-max), the review's
+    softmax(logits / τ0) — counted over many grids."""
+    logits = torch.full((1, 16, 4), -1e4)
+    logits[0, 0] = torch.tensor([1.0, 0.0, -1.0, 0.5])
+    m = _FixedLogits(logits)
+    n = 20000
+    hole = torch.zeros(n, 16, dtype=torch.bool)
+    hole[:, 0] = True
+    k = torch.zeros(n, 16, dtype=torch.long)
+    for decoding, kw, tau in (("paper", {}, 1.0), ("review", {"tau0": 0.5}, 0.5)):
+        out = m.decode(k, hole, steps=1, decoding=decoding, generator=torch.Generator().manual_seed(0), **kw)
+        freq = torch.bincount(out[:, 0], minlength=4).double() / n
+        assert (freq - torch.softmax(logits[0, 0].double() / tau, 0)).abs().max() < 0.015, decoding
+
+
+def test_paper_is_the_default_and_the_review_schedule_is_an_option():
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(**MG))
+    start = torch.full((2, 4, 4), 16)
+    g = lambda: torch.Generator().manual_seed(3)                   # noqa: E731
+    assert torch.equal(m.decode(start, generator=g()), m.decode(start, decoding="paper", generator=g()))
+    assert torch.equal(m.decode(start, decoding="paper", generator=g()),
+                       m.decode(start, decoding="paper", choice_temperature=PAPER_CHOICE_TEMPERATURE, generator=g()))
+    assert PAPER_CHOICE_TEMPERATURE == 4.5                         # the reference code's sample_choice_temperature
+    assert torch.equal(m.decode(start, decoding="review", generator=g()),
+                       m.decode(start, decoding="review", tau0=1.0, alpha=0.9, tau_min=0.1, choice_temperature=0,
+                                generator=g()))
+    with pytest.raises(ValueError, match="decoding='review'"):
+        m.decode(start, tau0=2.0)                                  # τ_t belongs to the review's decoding
+    with pytest.raises(ValueError, match="decoding must be"):
+        m.decode(start, decoding="top-p")
+    with pytest.raises(ValueError, match="choice_temperature"):
+        m.decode(start, choice_temperature=-1.0)
+
+
+def test_choice_noise_is_annealed_to_zero_and_made_where_the_logits_are(monkeypatch):
+    import museumtok.models.maskgit as mgm
+
+    calls = []
+    real = mgm.gumbel_like
+
+    def spy(like, generator=None):
+        g = real(like, generator)
+        calls.append((like.device, like.dtype, g.device, g.dtype))
+        return g
+
+    monkeypatch.setattr(mgm, "gumbel_like", spy)
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(**MG))
+    m.decode(torch.full((2, 4, 4), 16), steps=4, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 8 and all(ld == gd and lt == gt for ld, lt, gd, gt in calls)   # sampling + choice, ×T
+    calls.clear()
+    m.decode(torch.full((2, 4, 4), 16), steps=4, choice_temperature=0.0)
+    assert len(calls) == 4                                         # the Gumbel-max sampling only
+    calls.clear()
+    m.decode(torch.full((2, 4, 4), 16), steps=4, greedy=True)
+    assert calls == []                                             # deterministic: no noise drawn at all
+    # the scale τ_c·(1 − (t+1)/T), as in the reference code: zero at the last step
+    assert [mgm.choice_noise_scale(t, 4) for t in range(4)] == [4.5 * 0.75, 4.5 * 0.5, 4.5 * 0.25, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_noise_follows_the_tensor_device_and_dtype(dtype):
+    like = torch.empty(2, 5, device="meta", dtype=dtype)           # a device other than the CPU
+    for gen in (None, torch.Generator().manual_seed(0)):           # a CPU generator for a non-CPU tensor
+        for noise in (uniform_like(like, gen), gumbel_like(like, gen)):
+            assert noise.device == like.device and noise.dtype == dtype and noise.shape == like.shape
+    g = gumbel_like(torch.empty(20000), torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all() and abs(g.mean().item() - 0.5772) < 0.03   # Euler–Mascheroni: E[Gumbel]
+    u1 = uniform_like(torch.empty(7, device="meta"), torch.Generator().manual_seed(5))
+    assert u1.device.type == "meta"
+    s = sample_categorical(torch.tensor([[0.0, 1.0, 0.0]] * 3), torch.Generator().manual_seed(0))
+    assert s.tolist() == [1, 1, 1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_decode_with_choice_noise_on_cuda():
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(**MG)).cuda()
+    start = torch.full((2, 4, 4), 16, device="cuda")
+    for gen in (None, torch.Generator().manual_seed(0), torch.Generator("cuda").manual_seed(0)):
+        for decoding in ("paper", "review"):
+            out = m.decode(start, steps=4, decoding=decoding, choice_temperature=4.5, generator=gen)
+            assert out.device.type == "cuda" and (out < 16).all()
+    a = m.decode(start, generator=torch.Generator().manual_seed(1)).cpu()
+    b = m.cpu().decode(start.cpu(), generator=torch.Generator().manual_seed(1))
+    assert a.shape == b.shape
 
 
 def test_ar_vs_maskgit_forward_passes_and_causality():

@@ -62,6 +62,9 @@ class LazyBackend:
         return self._thread is not None and self._thread.is_alive()
 
     def get(self) -> tuple[ChatBackend | None, str | None]:
+        t = self._thread
+        if t is not None and t.is_alive() and threading.current_thread() is not t:
+            t.join()        # the start-up is still preloading (adapters, tokenizer): never race it
         with self._lock:
             if self._backend is None and self._error is None:
                 if self.started is None:

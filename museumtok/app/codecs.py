@@ -37,8 +37,9 @@ class CodecResult:
 
 
 def codec_choices() -> list[str]:
-    """Learned codecs whose checkpoints are bundled (JPEG/WebP are the comparisons, not choices)."""
-    return [e.name for e in registry.entries("codec") if e.checkpoint and e.available]
+    """Learned codecs present here: bundled, or published with their weights in the cache (JPEG/WebP are
+    the comparisons, not choices)."""
+    return [e.name for e in registry.entries("codec") if e.learned and e.available]
 
 
 def heatmap_image(m: torch.Tensor, cmap: str = "magma") -> Image.Image:
@@ -62,7 +63,7 @@ def compress_image(source, codec_name: str, size: int = 512, compare: bool = Tru
         entry = registry.get(codec_name)
     except KeyError as err:
         return CodecResult(error=str(err))
-    if entry.kind != "codec" or not entry.checkpoint:
+    if entry.kind != "codec" or not entry.learned:
         return CodecResult(error=f"{codec_name} is not a learned codec; choose one of {', '.join(codec_choices())}")
     if int(size) not in CODEC_SIZES:
         return CodecResult(error=f"size must be one of {CODEC_SIZES}, got {size}")

@@ -87,7 +87,16 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "tạo lại các token bên dưới trong T bước song song. Các token bên ngoài không đổi."),
     "inpaint_canvas": ("Draw over the part to hide", "Tô lên phần cần che"),
     "inpaint_steps": ("Decoding steps T", "Số bước giải mã T"),
-    "inpaint_tau": ("Temperature τ0 (review's schedule)", "Nhiệt độ τ0 (lịch của bài tổng quan)"),
+    "inpaint_tau": ("Temperature τ0 (review's schedule only)", "Nhiệt độ τ0 (chỉ cho lịch của bài tổng quan)"),
+    "inpaint_decoding": ("Decoding", "Cách giải mã"),
+    "inpaint_dec_paper": ("MaskGIT paper (τ = 1, choice noise)", "Bài báo MaskGIT (τ = 1, nhiễu chọn)"),
+    "inpaint_dec_review": ("Review's τ_t schedule", "Lịch τ_t của bài tổng quan"),
+    "inpaint_how_paper": ("Decoding: MaskGIT's own (Chang et al. 2022): codes sampled at temperature 1, the most "
+                          "probable kept, with annealed random noise in the choice.",
+                          "Giải mã: đúng như MaskGIT (Chang và cs. 2022): lấy mẫu mã ở nhiệt độ 1, giữ các mã có xác "
+                          "suất cao nhất, có nhiễu ngẫu nhiên giảm dần khi chọn."),
+    "inpaint_how_review": ("Decoding: the review's schedule τ_t = max(0.1, {tau0}·0.9^t), not MaskGIT's own.",
+                           "Giải mã: lịch của bài tổng quan τ_t = max(0.1, {tau0}·0.9^t), không phải của MaskGIT."),
     "inpaint_seed": ("Seed", "Hạt giống ngẫu nhiên"),
     "inpaint_run": ("Fill it in", "Vẽ bù"),
     "inpaint_masked": ("Hidden tokens (grey)", "Token bị che (xám)"),

@@ -3,8 +3,10 @@ them back, step by step.
 
 A visitor stands in front of the painting: the tokens under the strokes are masked and the bundled
 MaskGIT (trained on the 8×8 token grids of ``vqvae-f8-k1024`` at 64 px) regenerates them in T parallel
-steps with the temperature schedule τ_t = max(τ_min, τ0·α^t). Tokens outside the box never change.
-Pure functions, unit-tested; ``app.py`` only wires them.
+steps. ``decoding="paper"`` (default) is MaskGIT's published decoder (sample at τ = 1, keep the most
+probable, annealed Gumbel choice noise); ``decoding="review"`` is the review's §4.6 schedule
+τ_t = max(τ_min, τ0·α^t), the only one the temperature slider (τ0) acts on. Tokens outside the box never
+change. Pure functions, unit-tested; ``app.py`` only wires them.
 """
 from __future__ import annotations
 
@@ -119,24 +121,29 @@ def canvas_for(source, lang: str = "en") -> tuple[Image.Image | None, str]:
     return _show(t.working.x), ""
 
 
+DECODINGS = ("paper", "review")          # MaskGIT's published decoder; the review's τ_t schedule
+
+
 def inpaint_drawn(source, editor, steps: int = 8, temperature: float = 1.0, seed: int = 0,
-                  lang: str = "en") -> InpaintResult:
+                  lang: str = "en", decoding: str = "paper") -> InpaintResult:
     """Hide the tokens under what the presenter drew on the canvas (:func:`canvas_for`) and fill them in;
     with nothing drawn, the centre box is used and the message says so."""
     strokes = strokes_of(editor)
     if strokes is None:
-        r = inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang)
+        r = inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang, decoding=decoding)
         if r.error is None:
             r.message = tr("inpaint_nobox", lang) + " " + r.message
         return r
-    return inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang, strokes=strokes)
+    return inpaint_image(source, steps=steps, temperature=temperature, seed=seed, lang=lang, strokes=strokes,
+                         decoding=decoding)
 
 
 def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625, y1: float = 0.875,
                   steps: int = 8, temperature: float = 1.0, seed: int = 0, lang: str = "en",
-                  strokes=None) -> InpaintResult:
+                  strokes=None, decoding: str = "paper") -> InpaintResult:
     """Mask the tokens under the box (fractions of the image), or under ``strokes`` (painted pixels over the
-    displayed working image), and let MaskGIT regenerate them."""
+    displayed working image), and let MaskGIT regenerate them. ``decoding``: "paper" (default; the
+    ``temperature`` is not used) or "review" (``temperature`` is τ0 of τ_t = max(0.1, τ0·0.9^t))."""
     if source is None or (isinstance(source, str) and not source.strip()):
         return InpaintResult(error=tr("need_image", lang))
     ok, why = available()
@@ -149,6 +156,9 @@ def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625
             raise ValueError(f"steps must be between 1 and 64, got {steps}")
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        decoding = (decoding or "paper").strip().lower()
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be 'paper' or 'review', got {decoding!r}")
         loaded = load_image(source)
         tok = registry.load(TOKENIZER)
         t = tok.encode(loaded.image, M)
@@ -174,12 +184,15 @@ def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625
     history: list[torch.Tensor] = []
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        out = maskgit().decode(grid[None], region[None], steps=steps, tau0=temperature, generator=g,
-                               history=history)[0]
+        kw = {"tau0": temperature} if decoding == "review" else {}
+        out = maskgit().decode(grid[None], region[None], steps=steps, decoding=decoding, generator=g,
+                               history=history, **kw)[0]
         frames = [_decode_with_grey(tok, hs[0].view(h, w).clamp_min(0), hs[0].view(h, w) < 0, f) for hs in history]
         result = _show(tok.decode_indices(out[None], M)[0])
         masked = _decode_with_grey(tok, grid, region, f)
     changed = int((out != grid).sum())
     msg = tr("inpaint_msg", lang, n=int(region.sum()), N=h * w, r0=top, r1=top + hh - 1, c0=left, c1=left + ww - 1,
              T=len(history), changed=changed)
+    msg += " " + (tr("inpaint_how_review", lang, tau0=f"{temperature:g}") if decoding == "review"
+                  else tr("inpaint_how_paper", lang))
     return InpaintResult(msg, None, _show(t.working.x), masked, frames, result, grid, out, box)

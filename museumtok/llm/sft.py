@@ -420,14 +420,14 @@ def candidate_logprobs(model, prompt: list[int], candidates: Sequence[list[int]]
     """Sum of log p(candidate tokens | prompt) for each candidate; the prompt runs once (batched candidates)."""
     C = len(candidates)
     n = max(len(c) for c in candidates)
-    from .backend import _cache_kwarg
+    from .hf_compat import cache_kwarg
 
     device = next(model.parameters()).device
     ids = torch.tensor([prompt], dtype=torch.long, device=device)
     out = model(input_ids=ids, use_cache=True)
     first = torch.log_softmax(out.logits[0, -1].float(), -1)           # (V,)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    ckw = _cache_kwarg(model.get_base_model() if hasattr(model, "get_base_model") else model)
+    ckw = cache_kwarg(model.get_base_model() if hasattr(model, "get_base_model") else model)
     scores = torch.tensor([float(first[c[0]]) for c in candidates])
     if n == 1:
         return scores

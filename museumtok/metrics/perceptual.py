@@ -2,7 +2,9 @@
 
 ``lpips`` ships its small linear heads, but the AlexNet/VGG backbone comes from torchvision's
 ImageNet weights, which must already be in the torch hub cache: nothing is downloaded at run time.
-When they are absent, :class:`LPIPSUnavailable` names the file and the folder it belongs in.
+When they are absent, :class:`LPIPSUnavailable` names the file and the folder it belongs in; a user
+who has the file runs ``museumtok weights add FILE`` (sha256-checked, see :mod:`museumtok.weights`) and
+LPIPS is computed from the next call on, in the app too.
 """
 from __future__ import annotations
 
@@ -30,7 +32,9 @@ class LPIPSUnavailable(RuntimeError):
 
 
 def hub_checkpoint_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    from ..weights import hub_checkpoint_dir as hub
+
+    return hub()
 
 
 def backbone_path(net: str = "alex") -> Path:
@@ -44,8 +48,8 @@ def lpips_available(net: str = "alex") -> tuple[bool, str]:
         return True, f"LPIPS-{net} backbone found at {p}"
     return False, (
         f"LPIPS needs the torchvision ImageNet weights {BACKBONE_FILES[net]} in {p.parent} "
-        f"(download {BACKBONE_URLS[net]} on a connected machine and copy it there; "
-        "nothing is fetched at run time)"
+        f"(download {BACKBONE_URLS[net]} on a connected machine, then `museumtok weights add "
+        f"{BACKBONE_FILES[net]}` checks and copies it there; nothing is fetched at run time)"
     )
 
 

@@ -27,6 +27,18 @@ from ..entropy.coding import TableDecoder, TableEncoder
 HEADER = struct.Struct("<BHH")
 
 
+
+def check_image(x: torch.Tensor) -> torch.Tensor:
+    """One RGB image (3, H, W) (a batch of one is unwrapped) whose sides fit the 16-bit bitstream header."""
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected one RGB image (3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h > 65535 or w > 65535:
+        raise ValueError(f"image {w}×{h} is too large for the 16-bit header")
+    return x
+
 class BitstreamError(ValueError):
     pass
 
@@ -72,14 +84,7 @@ class LearnedCodec(nn.Module, Codec):
         return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
     def _check_image(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 4 and x.shape[0] == 1:
-            x = x[0]
-        if x.ndim != 3 or x.shape[0] != 3:
-            raise ValueError(f"expected one RGB image (3, H, W) in [0, 1], got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h > 65535 or w > 65535:
-            raise ValueError(f"image {w}×{h} is too large for the 16-bit header")
-        return x
+        return check_image(x)
 
     @torch.no_grad()
     def compress(self, x: torch.Tensor, **params) -> EncodedImage:

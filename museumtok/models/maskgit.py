@@ -8,13 +8,23 @@ in which some positions hold a special [MASK] token (id K), and predicts the cod
     k̃ ──Embedding(K+1, d) + pos (N, d)──▶ (B, N, d) ──Transformer (full attention) × L──▶ logits (B, N, K)
     training loss: cross-entropy on the masked positions only;  r ~ U(0, 1),  γ(r) = cos(π r / 2)
 
-Decoding (Alg. of §3.2): start with the positions to generate masked, and for t = 0 … T−1:
+Decoding (§3.2 of the paper; ``maskgit/libml/parallel_decode.py`` of google-research/maskgit): start with
+the positions to generate masked, and for t = 0 … T−1:
 
-    1. one forward pass → p(k_i | k̃) at every position
-    2. sample k_i ~ softmax(logits / τ_t) at the masked positions;  τ_t = max(τ_min, τ0 · α^t)  (review §4.6)
-    3. confidence c_i = p(k_i) (+ choice noise τ_c·(1 − (t+1)/T)·Gumbel, the paper's randomisation);
-       already-known positions get c_i = +∞, so they are never re-masked
-    4. keep the n_t most confident, re-mask the rest: n_masked(t+1) = ⌊γ((t+1)/T) · N_masked(0)⌋
+    1. one forward pass → logits at every position
+    2. sample k_i ~ softmax(logits) at the masked positions (categorical, temperature 1: argmax of
+       logits + Gumbel noise, as ``jax.random.categorical`` in the reference code)
+    3. confidence c_i = log p(k_i), the untempered probability of the sampled code, plus annealed choice
+       noise τ_c·(1 − (t+1)/T)·g_i, g_i ~ Gumbel(0, 1) (τ_c = 4.5 in the reference code, whose ratio is
+       (t+1)/T for t from 0 — the paper's t/T for t from 1 — so the last step has no noise); positions that
+       were given or are already fixed get c_i = +∞, so they are never re-masked
+    4. keep the most confident, re-mask the rest: n_masked(t+1) = ⌊γ((t+1)/T) · N_masked(0)⌋ (cosine γ)
+
+That is ``decoding="paper"``, the default. The review (§4.6) describes something else, kept as
+``decoding="review"``: sample from softmax(logits / τ_t) with τ_t = max(τ_min, τ0 · α^t), rank by the
+probability under that tempered distribution, no choice noise unless ``choice_temperature`` is given
+(the review also says "top-p" where MaskGIT keeps a count, the cosine schedule's, of the most confident:
+errata ``s4-6-maskgit-decoding``). The noise of step 3 is drawn on the logits' device and dtype.
 
 γ(1) = 0, so after T steps every position is filled: T forward passes instead of the N passes of
 raster-order autoregressive decoding (the causal variant below, ``causal=True``: a [BOS]=K token is
@@ -66,6 +76,45 @@ def cosine_schedule(r: torch.Tensor | float) -> torch.Tensor | float:
 def temperature_at(t: int, tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1) -> float:
     """τ_t = max(τ_min, τ0 · α^t), the review's annealed sampling temperature (§4.6)."""
     return max(tau_min, tau0 * alpha ** t)
+
+
+#: MaskGIT's decodings: "paper" (Chang et al. 2022 and its reference code) and "review" (the review's §4.6 τ_t)
+DECODINGS = ("paper", "review")
+#: the reference code's choice temperature (``sample_choice_temperature`` in maskgit_class_cond_config.py)
+PAPER_CHOICE_TEMPERATURE = 4.5
+
+
+def choice_noise_scale(t: int, steps: int, choice_temperature: float = PAPER_CHOICE_TEMPERATURE) -> float:
+    """τ_c · (1 − (t+1)/T): the Gumbel noise's weight at step t = 0 … T−1 (the reference code's
+    ``choice_temperature * (1. - ratio)`` with ratio = (t+1)/T); 0 at the last step."""
+    return choice_temperature * (1 - (t + 1) / steps)
+
+
+def uniform_like(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """U(0, 1) noise with ``like``'s shape, on ``like``'s device and in its dtype.
+
+    With a ``generator`` on another device (a CPU ``torch.Generator`` for a CUDA model) the numbers are
+    drawn on the generator's device, so a seed gives the same draws everywhere, and then moved.
+    """
+    if generator is not None and generator.device != like.device:
+        u = torch.rand(like.shape, generator=generator, device=generator.device)
+        return u.to(device=like.device, dtype=like.dtype)
+    return torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def gumbel_like(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel noise g = −log(−log u), u ~ U(0, 1), shaped, placed and typed like ``like``."""
+    tiny = torch.finfo(like.dtype).tiny if like.dtype.is_floating_point else 1e-20
+    e = (-torch.log(uniform_like(like, generator).clamp(tiny, 1.0))).clamp_min(tiny)   # Exp(1) draws, > 0
+    return -torch.log(e)
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs`` (..., K) -> (...) int64 on ``probs``' device (``generator`` on any device)."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    if generator is not None and generator.device != flat.device:
+        return torch.multinomial(flat.float().to(generator.device), 1, generator=generator).to(probs.device).view(probs.shape[:-1])
+    return torch.multinomial(flat.float(), 1, generator=generator).view(probs.shape[:-1])
 
 
 def masked_counts(n_masked: int, steps: int) -> list[int]:
@@ -173,16 +222,39 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     # ---- decoding ---------------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor, masked: torch.Tensor | None = None, steps: int = 8,
-               tau0: float = 1.0, alpha: float = 0.9, tau_min: float = 0.1, choice_temperature: float = 0.0,
-               generator: torch.Generator | None = None, history: list | None = None,
-               greedy: bool = False) -> torch.Tensor:
+               decoding: str = "paper", choice_temperature: float | None = None, tau0: float | None = None,
+               alpha: float | None = None, tau_min: float | None = None, generator: torch.Generator | None = None,
+               history: list | None = None, greedy: bool = False) -> torch.Tensor:
         """Iterative parallel decoding (MaskGIT). tokens (B, h, w) or (B, N); ``masked`` (same shape, bool)
         marks the positions to generate (default: those equal to [MASK]). Positions not masked are never
         changed. ``history`` (a list) receives a (B, N) copy of the grid after each step (−1 = still masked).
-        ``greedy``: take the most probable code instead of sampling (τ → 0; confidence = its probability).
+
+        ``decoding="paper"`` (default): the published decoder — sample at temperature 1, confidence = the
+        untempered probability of the sample, Gumbel choice noise ``choice_temperature``·(1 − (t+1)/T) on
+        its log (default :data:`PAPER_CHOICE_TEMPERATURE` = 4.5). ``tau0``/``alpha``/``tau_min`` are refused.
+
+        ``decoding="review"``: the review's §4.6 — sample from softmax(logits / τ_t), τ_t = max(τ_min, τ0·α^t)
+        (defaults τ0 = 1, α = 0.9, τ_min = 0.1), confidence = the sample's probability under that tempered
+        distribution, no choice noise unless ``choice_temperature`` > 0.
+
+        ``greedy``: a deterministic decoder (either decoding) — take the most probable code instead of
+        sampling, and no choice noise unless ``choice_temperature`` is given.
         """
         if self.config.causal:
             raise ValueError("decode() is the MaskGIT sampler; use generate_autoregressive() for causal=True")
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if decoding == "paper":
+            if any(v is not None for v in (tau0, alpha, tau_min)):
+                raise ValueError("tau0, alpha and tau_min set the review's τ_t schedule: pass decoding='review' "
+                                 "(the paper samples at temperature 1)")
+            ct = (0.0 if greedy else PAPER_CHOICE_TEMPERATURE) if choice_temperature is None else float(choice_temperature)
+        else:
+            tau0, alpha, tau_min = (1.0 if tau0 is None else tau0, 0.9 if alpha is None else alpha,
+                                    0.1 if tau_min is None else tau_min)
+            ct = 0.0 if choice_temperature is None else float(choice_temperature)
+        if ct < 0:
+            raise ValueError(f"choice_temperature must be ≥ 0, got {ct}")
         shape = tokens.shape
         k = tokens.reshape(shape[0], -1).long().clone()          # (B, N)
         m = (k == self.mask_id) if masked is None else masked.reshape(k.shape).bool().clone()
@@ -190,39 +262,43 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
         n0 = m.sum(1)                                            # (B,) masked at the start
         was = self.training
         self.eval()
-        for t in range(steps):
-            if not m.any():
-                break
-            logits = self(k)                                     # (B, N, K)
-            tau = temperature_at(t, tau0, alpha, tau_min)
-            probs = F.softmax(logits / tau, -1)
-            if greedy:
-                sampled = probs.argmax(-1)                        # (B, N)
-            else:
-                sampled = torch.multinomial(rearrange(probs, "b n k -> (b n) k"), 1, generator=generator).view_as(k)
-            conf = torch.gather(probs, -1, sampled[..., None])[..., 0].log()  # (B, N) log p of the sample
-            if choice_temperature > 0:
-                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp_min(1e-20)))
-                conf = conf + choice_temperature * (1 - (t + 1) / steps) * g
-            filled = torch.where(m, sampled, k)                   # known positions keep their token
-            conf = torch.where(m, conf, torch.full_like(conf, float("inf")))
-            # how many of each sample's initially masked positions stay masked after this step
-            keep_masked = torch.tensor([masked_counts(int(n), steps)[t] for n in n0.tolist()], device=k.device)
-            keep_masked = torch.minimum(keep_masked, m.sum(1) - 1).clamp_min(0)
-            order = conf.argsort(1)                               # least confident first
-            rank = order.argsort(1)
-            m = rank < keep_masked[:, None]                       # re-mask the least confident
-            k = torch.where(m, torch.full_like(filled, self.mask_id), filled)
-            if history is not None:
-                history.append(torch.where(m, torch.full_like(k, -1), k).clone())
-        self.train(was)
+        try:
+            for t in range(steps):
+                if not m.any():
+                    break
+                logits = self(k).float()                          # (B, N, K); ranking in float32
+                tau = 1.0 if decoding == "paper" else temperature_at(t, tau0, alpha, tau_min)
+                probs = F.softmax(logits / tau, -1)               # paper: τ = 1, the untempered probabilities
+                if greedy:
+                    sampled = probs.argmax(-1)                    # (B, N)
+                elif decoding == "paper":                         # Gumbel-max: jax.random.categorical(logits)
+                    sampled = k.clone()                           # drawn where still masked (the rest is kept)
+                    lm = logits[m]                                # (n_masked, K)
+                    sampled[m] = (lm + gumbel_like(lm, generator)).argmax(-1)
+                else:                                             # the review's τ_t sampler, as first written
+                    sampled = sample_categorical(probs, generator)
+                conf = torch.gather(probs, -1, sampled[..., None])[..., 0].clamp_min(1e-30).log()  # log p(sample)
+                if ct > 0:                                        # annealed choice noise, zero at the last step
+                    conf = conf + choice_noise_scale(t, steps, ct) * gumbel_like(conf, generator)
+                filled = torch.where(m, sampled, k)               # known positions keep their token
+                conf = torch.where(m, conf, torch.full_like(conf, float("inf")))
+                # how many of each sample's initially masked positions stay masked after this step
+                keep_masked = torch.tensor([masked_counts(int(n), steps)[t] for n in n0.tolist()], device=k.device)
+                keep_masked = torch.minimum(keep_masked, m.sum(1) - 1).clamp_min(0)
+                rank = conf.argsort(1).argsort(1)                 # 0 = least confident
+                m = rank < keep_masked[:, None]                   # re-mask the least confident
+                k = torch.where(m, torch.full_like(filled, self.mask_id), filled)
+                if history is not None:
+                    history.append(torch.where(m, torch.full_like(k, -1), k).clone())
+        finally:
+            self.train(was)
         return k.view(shape)
 
     @torch.no_grad()
     def inpaint(self, tokens: torch.Tensor, box: tuple[int, int, int, int], **kw) -> torch.Tensor:
         """Regenerate the tokens inside ``box`` = (top, left, height, width) in token units; keep the rest.
 
-        tokens (B, h, w) -> (B, h, w). MaskGIT: :meth:`decode` with the box masked (``kw``: its schedule);
+        tokens (B, h, w) -> (B, h, w). MaskGIT: :meth:`decode` with the box masked (``kw``: ``decoding``, ``steps``…);
         causal: :meth:`fill_autoregressive` (``kw``: ``temperature``, ``greedy``, ``generator``).
         """
         region = box_region(tokens, box)
@@ -260,7 +336,7 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     # ---- likelihood ---------------------------------------------------------------------------------
     @torch.no_grad()
     def chain_rule_log_probs(self, tokens: torch.Tensor, order: str = "raster",
-                             steps: int | None = None) -> torch.Tensor:
+                             steps: int | None = None, masked: torch.Tensor | None = None) -> torch.Tensor:
         """log p(k_i | revealed context) of every true token, so that the row sum is log p(k). (B, h, w) or
         (B, N) -> (B, N) natural-log probabilities, in raster index order.
 
@@ -278,6 +354,10 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
         * ``steps=T``: reveal in T groups of the decoder's cosine schedule (:func:`masked_counts`), the
           tokens of a group scored independently given the context: the likelihood of the T-pass parallel
           sampler itself (with that order, greedy-confidence or raster) — T passes.
+
+        ``masked`` (MaskGIT only; (B, h, w) or (B, N) bool, the same count in every row): the conditional
+        likelihood of those positions given all the others, e.g. an inpainted box given its surroundings —
+        the reveal starts from the grid with only these positions masked; the other entries of the result are 0.
         """
         k = tokens.reshape(tokens.shape[0], -1).long()           # (B, N)
         B, N = k.shape
@@ -285,6 +365,8 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
         self.eval()
         try:
             if self.config.causal:
+                if masked is not None:
+                    raise ValueError("masked= is for MaskGIT; the causal model scores every position")
                 if order != "raster" or steps is not None:
                     raise ValueError("the causal model's likelihood is the raster-order chain rule (order='raster')")
                 bos = torch.full((B, 1), self.mask_id, dtype=torch.long, device=k.device)
@@ -292,9 +374,15 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
                 return logp.gather(-1, k[..., None])[..., 0]
             if order not in ("raster", "confidence"):
                 raise ValueError(f"order must be 'raster' or 'confidence', got {order!r}")
-            left = masked_counts(N, steps) if steps else list(range(N - 1, -1, -1))  # still masked after each step
+            if masked is None:
+                hidden = torch.ones(B, N, dtype=torch.bool, device=k.device)      # True = still [MASK]
+            else:
+                hidden = masked.reshape(B, N).bool().to(k.device).clone()
+                if not (hidden.sum(1) == hidden[0].sum()).all():
+                    raise ValueError("masked must hide the same number of positions in every row")
+            n = int(hidden[0].sum())
+            left = masked_counts(n, steps) if steps else list(range(n - 1, -1, -1))  # still masked after each step
             out = torch.zeros(B, N, device=k.device)
-            hidden = torch.ones(B, N, dtype=torch.bool, device=k.device)          # True = still [MASK]
             idx = torch.arange(N, device=k.device).expand(B, N)
             for n_left in left:
                 n_reveal = int(hidden[0].sum()) - n_left

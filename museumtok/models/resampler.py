@@ -1,9 +1,10 @@
 """Perceiver Resampler (Alayrac et al. 2022, "Flamingo: a Visual Language Model for Few-Shot
-Learning", NeurIPS, arXiv:2204.14198, §2.1 and Fig. 4), §5.4 of the review.
+Learning", NeurIPS, arXiv:2204.14198, §2.1 and Appendix A.1.1), §5.4 of the review.
 
 M learned latent vectors read a variable number N of feature vectors (the patches of any encoder)
 through cross-attention; the latents are also among the keys and values, so one attention does the
-cross- and the self-attention at once (Flamingo's Fig. 4 pseudo-code: ``kv = concat([x_f, x])``).
+cross- and the self-attention at once (the pseudo-code of Flamingo's Fig. 5, Appendix A.1.1:
+``kv = concat([x_f, x])``; Fig. 4 is the gated cross-attention, :mod:`museumtok.models.gated_xattn`).
 A feed-forward block follows each attention. The output is always M vectors, whatever N is: the
 resampler is how Flamingo turns a variable number of image (and video-frame) features into a fixed
 number of visual tokens, and Idefics2 (Laurençon, Tronchon, Cord & Sanh 2024, "What matters when

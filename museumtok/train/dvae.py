@@ -9,8 +9,9 @@ Rerunning with the same ``--run-dir`` resumes from its saved state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -18,7 +19,7 @@ from ..models.dvae import DVAE, DVAEConfig
 from ..quantize.gumbel import tau_schedule
 from ..tokenizers.dvae import DVAETokenizer
 from . import register_trainer
-from .autoencoder import AutoencoderRunConfig, model_kwargs, run_job
+from .autoencoder import AutoencoderRunConfig, RunLog, fit, held_out_eval, model_kwargs, run_job
 
 
 def tau_at(step: int, steps: int, tau_start: float, tau_end: float, anneal: float, kind: str = "exponential") -> float:
@@ -43,15 +44,63 @@ class DVAETrainConfig(AutoencoderRunConfig):
     steps: int = 2400                            # optimizer steps (the lr and τ schedules span these)
 
 
+def tau_callback(cfg: DVAETrainConfig):
+    """The ``on_step`` hook of :func:`museumtok.train.autoencoder.fit` that anneals the model's τ; logs it."""
+    def schedule(m: DVAE, step: int) -> dict:
+        m.tau = tau_at(step, cfg.steps, cfg.tau_start, cfg.tau_end, cfg.tau_anneal, cfg.tau_kind)
+        return {"tau": m.tau}
+    return schedule
+
+
+@torch.no_grad()
+def relaxed_psnr(model: DVAE, x: torch.Tensor, seed: int = 0) -> float:
+    """PSNR of the *training-time* forward pass on x (B, 3, S, S): the Gumbel-softmax sample at the model's
+    current τ (soft mixture, or one-hot with ``hard``), seeded — what the decoder saw while it learned.
+    The tokenizer's PSNR (:func:`museumtok.train.autoencoder.held_out_eval`) decodes the argmax codes instead."""
+    from ..evaluate import image_metrics
+
+    was = model.training
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            x_hat = model(x).x_hat
+    finally:
+        model.train(was)
+    return float(image_metrics(x, x_hat.clamp(0, 1), with_lpips=False)["psnr"].mean())
+
+
+def compare_relaxations(cfg: DVAETrainConfig, images: Sequence, x_val: torch.Tensor, run_root: Path,
+                        progress: bool = False) -> dict[str, dict]:
+    """Train the same dVAE twice from the same seed, on the same crops for the same steps and τ schedule:
+    once on the soft relaxed sample (``hard=False``, DALL·E's) and once straight-through (``hard=True``).
+
+    Returns {"soft": …, "straight-through": …}, each with ``train`` (the train_log rows: loss, KL, batch
+    usage/perplexity, τ), ``eval`` (the held-out rows of x_val, every ``cfg.eval_every`` steps), ``final``
+    (held-out PSNR of the argmax tokens, codebook usage, perplexity, dead codes) and ``relaxed_psnr`` (the
+    same images through the training-time sample at the final τ) — what each variant does to the codebook.
+    """
+    out = {}
+    for name, hard in (("soft", False), ("straight-through", True)):
+        c = replace(cfg, hard=hard, resume=False)
+        torch.manual_seed(c.seed)
+        model = DVAE(DVAEConfig(**model_kwargs(c, DVAEConfig), tau=c.tau_start))
+        run = Path(run_root) / name
+        summary = fit(model, c, images, run, x_val=x_val, on_step=tau_callback(c), progress=progress)
+        model.tau = tau_at(c.steps, c.steps, c.tau_start, c.tau_end, c.tau_anneal, c.tau_kind)
+        log = RunLog(run)
+        out[name] = {"model": model, "summary": summary, "train": log.rows("train"), "eval": log.rows("eval"),
+                     "final": held_out_eval(model, x_val, c.codebook_size),
+                     "relaxed_psnr": relaxed_psnr(model, x_val, c.seed)}
+    return out
+
+
 @register_trainer("dvae", DVAETrainConfig, "DALL·E discrete VAE with Gumbel-softmax (§4.4)")
 def train(cfg: DVAETrainConfig, command: str = "museumtok train dvae") -> Path:
     torch.manual_seed(cfg.seed)
     name = cfg.name or f"dvae-f{cfg.f}-k{cfg.codebook_size}"
     model = DVAE(DVAEConfig(**model_kwargs(cfg, DVAEConfig), tau=cfg.tau_start))
-
-    def schedule(m: DVAE, step: int) -> dict:
-        m.tau = tau_at(step, cfg.steps, cfg.tau_start, cfg.tau_end, cfg.tau_anneal, cfg.tau_kind)
-        return {"tau": m.tau}
+    schedule = tau_callback(cfg)
 
     summary = (
         f"dVAE (Ramesh et al., ICML 2021, arXiv:2102.12092): the same convolutional encoder/decoder as "

@@ -8,6 +8,14 @@ catalog" line, and three Visitor/Guide turns whose answers are sentences built f
 artist, date, medium), refusals, and 2–3 sentence descriptions; English and Vietnamese phrasings. Some
 dialogues hold no image, so the guide learns to say it cannot see rather than guess.
 
+Data mix (§7.1, ``--mix``): the review mixes domains at fixed shares (art 30%, documents 20%, everyday
+photos 20%, …). ``--mix artworks=0.8,photos=0.15,documents=0.05`` draws each dialogue's image source with
+those probabilities (i.i.d. per dialogue, from the step's seeded RNG; shares are normalised) from
+:data:`MIX_SOURCES`, every one of them disjoint from what ``museumtok eval chat`` asks about (TEST
+artworks, Kodak, its ten scikit-image photos). Photos and documents are in no catalog, so their
+dialogues carry the "not in the catalog" line and the guide learns to say it does not know the work.
+The default ``artworks=1`` draws nothing extra, so its batches are exactly those of earlier runs.
+
 Training is resumable (``--resume``: the adapter, optimiser, step and loss log live in a state folder
 under the cache; the data of step t is a function of (seed, t), so a resumed run sees what an unbroken
 one would). ``museumtok eval chat --adapter <folder> --write-card`` measures the result.
@@ -49,6 +57,7 @@ class SFTConfig:
     card_frac: float = 0.6                 # share of dialogues whose prompt holds the work's catalog card
     no_image_frac: float = 0.08            # share of dialogues without image tokens (the guide says it cannot see)
     vi_share: float = 0.25                 # share of questions asked in Vietnamese
+    mix: str = "artworks=1"                # §7.1 domain mix "source=share,…" over MIX_SOURCES (normalised)
     pos2d: int = 8                         # bins per axis of the 2-D position embedding (0: none)
     row_ends: bool = True                  # a "\n" token after each grid row (Chameleon/Emu3 style)
     bf16: bool = True                      # bf16 autocast (weights stay fp32); on CPUs with bf16 units only
@@ -103,17 +112,84 @@ def evaluate(pm, hf_tok, vocab, pixel_ex, catalog_ex, titles, artists, seed: int
 
 @dataclass
 class Crop:
-    entry: object                 # CatalogEntry of the artwork
+    entry: object                 # CatalogEntry of the artwork (None: an image in no catalog)
     indices: torch.Tensor         # (h, w) token grid of the crop
     facts: dict                   # guide.visual_facts of the crop's pixels
 
 
-def crop_pool(tok, M: int, n: int, seed: int, split: str = "train", batch: int = 64) -> list[Crop]:
-    """``n`` random crops of one split at the tokenizer's working size for M, tokenized (frozen) once."""
+#: §7.1 data-mix sources: name -> what it is. None is an image ``museumtok eval chat`` asks about.
+MIX_SOURCES: dict[str, str] = {
+    "artworks": "random crops of the TRAIN-split artworks (their card in the prompt for card_frac of the dialogues)",
+    "photos": "random crops of scikit-image's bundled photographs that the chat evaluation does not use",
+    "documents": "random crops of scikit-image's scanned text pages (§7.1's document domain)",
+}
+#: scikit-image images (bundled, no download) per source; disjoint from eval.chat.OTHER_IMAGES (a test checks
+#: names and pixels: skimage's ``cat`` is ``chelsea``, so it is not here)
+SKIMAGE_SOURCES: dict[str, tuple[str, ...]] = {
+    "photos": ("stereo_motorcycle", "moon", "coins", "clock", "brick", "grass", "gravel", "cell"),
+    "documents": ("page", "text"),
+}
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """"artworks=0.7,photos=0.3" -> {"artworks": 0.7, "photos": 0.3}, normalised to sum to 1; zero shares dropped."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        name, eq, val = part.partition("=")
+        name = name.strip()
+        if name not in MIX_SOURCES:
+            raise ValueError(f"unknown mix source {name!r}; known: {', '.join(MIX_SOURCES)}")
+        if name in out:
+            raise ValueError(f"mix source {name!r} given twice")
+        try:
+            share = float(val) if eq else 1.0
+        except ValueError:
+            raise ValueError(f"mix share of {name!r} must be a number, got {val!r}") from None
+        if not share >= 0:
+            raise ValueError(f"mix share of {name!r} must be ≥ 0, got {val!r}")
+        out[name] = share
+    total = sum(out.values())
+    if total <= 0:
+        raise ValueError(f"mix {spec!r} gives no source a positive share")
+    return {k: v / total for k, v in out.items() if v > 0}
+
+
+def mix_description(spec: str) -> str:
+    """The mix as the adapter card states it: "artworks 80% (…), photos 20% (…)"."""
+    return ", ".join(f"{k} {v:.0%} ({MIX_SOURCES[k]})" for k, v in parse_mix(spec).items())
+
+
+def skimage_images(source: str) -> list:
+    """The PIL images of a scikit-image source (RGB; grey images repeated on three channels)."""
+    import numpy as np
+    import skimage.data as skd
+    from PIL import Image
+
+    out = []
+    for name in SKIMAGE_SOURCES[source]:
+        a = getattr(skd, name)()
+        a = np.asarray(a[0] if isinstance(a, tuple) else a)     # stereo_motorcycle: (left, right, disparity)
+        if a.ndim == 2:
+            a = np.stack([a] * 3, -1)
+        if a.dtype != np.uint8:
+            a = (255 * (a.astype(np.float64) / max(1.0, float(a.max())))).astype(np.uint8)
+        out.append(Image.fromarray(a[..., :3]).convert("RGB"))
+    return out
+
+
+def crop_pool(tok, M: int, n: int, seed: int, split: str = "train", batch: int = 64, source: str = "artworks") -> list[Crop]:
+    """``n`` random crops of one split (``source="artworks"``) or one scikit-image source of :data:`MIX_SOURCES`
+    at the tokenizer's working size for M, tokenized (frozen) once."""
     from ..llm.guide import visual_facts
     from ..llm.sft_data import load_split, random_crops
 
-    entries, images = load_split(split)
+    if source == "artworks":
+        entries, images = load_split(split)
+    else:
+        images = skimage_images(source)
+        entries = [None] * len(images)
     crops = random_crops(entries, images, n, tok.working_size(M), random.Random(seed))
     out: list[Crop] = []
     for s in range(0, n, batch):
@@ -124,20 +200,58 @@ def crop_pool(tok, M: int, n: int, seed: int, split: str = "train", batch: int =
     return out
 
 
-def step_batch(cfg: SFTConfig, pool: list[Crop], step: int, hf_tok, vocab, row_end: int | None):
-    """The (input_ids, labels) pairs of training step ``step``: a pure function of (cfg.seed, step)."""
-    from ..llm.guide import Card, sample_dialogue
-    from ..llm.sft import encode_guide_dialogue, image_ids
+def source_pools(cfg: SFTConfig, tok) -> dict[str, list[Crop]]:
+    """One crop pool per source of ``cfg.mix``: ``pool_crops`` crops shared by share (at least 64 each); the
+    artworks' pool of a single-source mix is exactly the pool of earlier runs."""
+    mix = parse_mix(cfg.mix)
+    if list(mix) == ["artworks"]:
+        return {"artworks": crop_pool(tok, cfg.M, cfg.pool_crops, cfg.seed)}
+    return {name: crop_pool(tok, cfg.M, max(64, round(cfg.pool_crops * share)), cfg.seed + 7919 * i, source=name)
+            for i, (name, share) in enumerate(mix.items())}
 
+
+@dataclass
+class Draw:
+    source: str                   # the mix source the dialogue's image came from
+    crop: Crop
+    card: object | None           # guide.Card in the prompt, or None ("not in the catalog")
+    seen: bool                    # image tokens in the prompt
+    turns: list                   # (question, answer) pairs
+
+
+def draw_batch(cfg: SFTConfig, pools: dict[str, list[Crop]] | list[Crop], step: int) -> list[Draw]:
+    """The dialogues of training step ``step`` (a pure function of (cfg.seed, step)): per dialogue a source
+    drawn with the mix's shares, a crop of its pool, the card, whether the image is shown, the turns."""
+    from ..llm.guide import Card, sample_dialogue
+
+    if not isinstance(pools, dict):
+        pools = {"artworks": pools}
+    mix = parse_mix(cfg.mix)
+    names = list(mix)
+    missing = [n for n in names if not pools.get(n)]
+    if missing:
+        raise ValueError(f"no crops for mix source(s) {missing}")
     rng = random.Random(cfg.seed * 1_000_003 + step)
-    pairs = []
+    out = []
     for _ in range(cfg.batch):
+        src = names[0] if len(names) == 1 else rng.choices(names, weights=[mix[n] for n in names])[0]
+        pool = pools[src]
         c = pool[rng.randrange(len(pool))]
-        card = Card.of(c.entry) if rng.random() < cfg.card_frac else None
+        card = Card.of(c.entry) if c.entry is not None and rng.random() < cfg.card_frac else None
         seen = rng.random() >= cfg.no_image_frac
         turns = sample_dialogue(rng, c.facts if seen else None, card, cfg.turns, cfg.vi_share)
-        img = image_ids(vocab, c.indices, row_end) if seen else []
-        pairs.append(encode_guide_dialogue(img, card.text() if card else None, turns, hf_tok))
+        out.append(Draw(src, c, card, seen, turns))
+    return out
+
+
+def step_batch(cfg: SFTConfig, pool: dict[str, list[Crop]] | list[Crop], step: int, hf_tok, vocab, row_end: int | None):
+    """The (input_ids, labels) pairs of training step ``step``: a pure function of (cfg.seed, step)."""
+    from ..llm.sft import encode_guide_dialogue, image_ids
+
+    pairs = []
+    for d in draw_batch(cfg, pool, step):
+        img = image_ids(vocab, d.crop.indices, row_end) if d.seen else []
+        pairs.append(encode_guide_dialogue(img, d.card.text() if d.card else None, d.turns, hf_tok))
     return pairs
 
 
@@ -203,7 +317,7 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     if cfg.resume and (sdir / "optimizer.pt").is_file():
         opt.load_state_dict(torch.load(sdir / "optimizer.pt", weights_only=True))
     t_pool = time.time()
-    pool = crop_pool(tok, cfg.M, cfg.pool_crops, cfg.seed)
+    pool = source_pools(cfg, tok)
     pool_s = time.time() - t_pool
     pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else hf_tok.eos_token_id
     bf16 = cfg.bf16 and (torch.cuda.is_available() or cpu_has_bf16())
@@ -262,7 +376,7 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
 
     # the adapter and its card (the evaluation table is added by `museumtok eval chat --write-card`)
     acfg.extra = {"steps": step, "dialogues_seen": step * cfg.batch, "trainable_parameters": n_train,
-                  "segments": progress["segments"]}
+                  "segments": progress["segments"], "mix": parse_mix(cfg.mix)}
     save_adapter(out, pm, delta, acfg)
     losses = progress["losses"]
     (out / "losses.json").write_text(json.dumps(losses))
@@ -282,8 +396,11 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
                  "tokens, who/what/when from the catalog card in the prompt, \"I can't tell\" for what neither says. "
                  f"{n_train:,} trainable parameters; tokenizer and base weights frozen. Loaded by the chat for "
                  f"`{cfg.tokenizer}` tokens."),
-        data=(f"{cfg.pool_crops} random crops (scale, crop, flip) of the 80 TRAIN-split artworks, tokenized once; per step "
-              f"{cfg.batch} dialogues of {cfg.turns} Visitor/Guide turns drawn from them (card in the prompt for "
+        data=((f"{cfg.pool_crops} random crops (scale, crop, flip) of the 80 TRAIN-split artworks, tokenized once"
+               if list(parse_mix(cfg.mix)) == ["artworks"] else
+               f"random crops (scale, crop, flip), tokenized once, from the §7.1 data mix `{cfg.mix}` (each dialogue's "
+               f"source drawn with these shares): {mix_description(cfg.mix)}")
+              + f"; per step {cfg.batch} dialogues of {cfg.turns} Visitor/Guide turns drawn from them (card in the prompt for "
               f"{cfg.card_frac:.0%}, no image for {cfg.no_image_frac:.0%}, Vietnamese questions {cfg.vi_share:.0%}); "
               "answers built by `museumtok.llm.guide` from the crop's pixels and the card; the evaluation's "
               "phrasings and the TEST/Kodak images are never trained on"),
