@@ -50,7 +50,32 @@ class ContextConfig:
     lmbda: float = 0.0067  # λ of the training loss R + λ·255²·MSE (metadata)
 
 
-class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
+class SequentialAnalysis:
+    """What a context model's sequential coding pass measures, shared by every codec whose
+    ``_compress_latents`` returns ŷ, ẑ, μ, σ (the mask-A model here, the Entroformer in
+    :mod:`~museumtok.models.entroformer`): bits per element and the bpp map under the (μ, σ) the coder uses."""
+
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor) -> dict:
+        """ŷ, ẑ, μ, σ from the sequential pass the coder makes, with bits per element and the bpp map."""
+        xp = self.pad(self._check_image(x).float().unsqueeze(0))
+        lat = self._compress_latents(TableEncoder(), xp)
+        y_hat, z_hat, mu, sigma = lat["y_hat"], lat["z_hat"], lat["mu"], lat["sigma"]
+        bits_y = -torch.log2(self.gaussian_conditional.likelihood(y_hat, sigma, mu))
+        bits_z = -torch.log2(self.entropy_bottleneck.likelihood(z_hat.double()))
+        return {"y_hat": y_hat, "z_hat": z_hat, "sigma": sigma, "mu": mu, "bits_y": bits_y, "bits_z": bits_z,
+                "bpp_map": bits_per_pixel_map({"y": (bits_y, 16), "z": (bits_z, 64)}, *xp.shape[-2:]),
+                "x_hat": self.g_s(y_hat.float())[..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
+
+    @torch.no_grad()
+    def estimate_bits(self, x: torch.Tensor) -> dict[str, float]:
+        """−Σ log2 P under the (μ, σ) of the sequential pass (a parallel forward only approximates them)."""
+        a = self.analyse(x)
+        return {"y": float(a["bits_y"].sum()), "z": float(a["bits_z"].sum())}
+
+
+
+class ContextHyperprior(SequentialAnalysis, LearnedCodec, PyTorchModelHubMixin):
     divisor = 64
     format_id = 3
 
@@ -144,24 +169,6 @@ class ContextHyperprior(LearnedCodec, PyTorchModelHubMixin):
 
         y_hat, _, _ = self._raster(psi, None, code)
         return float64_copy(self.g_s)(y_hat)
-
-    @torch.no_grad()
-    def analyse(self, x: torch.Tensor) -> dict:
-        """ŷ, ẑ, μ, σ from the sequential pass the coder makes, with bits per element and the bpp map."""
-        xp = self.pad(self._check_image(x).float().unsqueeze(0))
-        lat = self._compress_latents(TableEncoder(), xp)
-        y_hat, z_hat, mu, sigma = lat["y_hat"], lat["z_hat"], lat["mu"], lat["sigma"]
-        bits_y = -torch.log2(self.gaussian_conditional.likelihood(y_hat, sigma, mu))
-        bits_z = -torch.log2(self.entropy_bottleneck.likelihood(z_hat.double()))
-        return {"y_hat": y_hat, "z_hat": z_hat, "sigma": sigma, "mu": mu, "bits_y": bits_y, "bits_z": bits_z,
-                "bpp_map": bits_per_pixel_map({"y": (bits_y, 16), "z": (bits_z, 64)}, *xp.shape[-2:]),
-                "x_hat": self.g_s(y_hat.float())[..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
-
-    @torch.no_grad()
-    def estimate_bits(self, x: torch.Tensor) -> dict[str, float]:
-        """−Σ log2 P under the (μ, σ) of the sequential pass (the parallel forward only approximates them)."""
-        a = self.analyse(x)
-        return {"y": float(a["bits_y"].sum()), "z": float(a["bits_z"].sum())}
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)

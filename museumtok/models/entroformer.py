@@ -50,8 +50,8 @@ from torch import nn
 
 from ..entropy import EntropyBottleneck, GaussianConditional, quantize
 from ..entropy.coding import TableDecoder, TableEncoder
-from .autoregressive import MaskedConv2d
-from .codec_base import LearnedCodec, bits_per_pixel_map, float64_copy
+from .autoregressive import MaskedConv2d, SequentialAnalysis
+from .codec_base import LearnedCodec, float64_copy
 from .layers import analysis_transform, conv, deconv, synthesis_transform
 
 CONTEXTS = ("transformer", "mask-a")
@@ -278,7 +278,7 @@ class _MaskedConvSteps:
 
 
 # ---- the codec --------------------------------------------------------------------------------
-class ContextualHyperprior(LearnedCodec, PyTorchModelHubMixin):
+class ContextualHyperprior(SequentialAnalysis, LearnedCodec, PyTorchModelHubMixin):
     """A scale hyperprior whose ŷ is coded with a context model (transformer or mask-A) on top of σ_hp."""
 
     divisor = 64
@@ -398,24 +398,6 @@ class ContextualHyperprior(LearnedCodec, PyTorchModelHubMixin):
 
         y_hat, _, _ = self._raster(z_hat, None, code)
         return float64_copy(self.g_s)(y_hat)
-
-    @torch.no_grad()
-    def analyse(self, x: torch.Tensor) -> dict:
-        """ŷ, ẑ, μ, σ of the sequential pass the coder makes, the bits per element and the bpp map."""
-        xp = self.pad(self._check_image(x).float().unsqueeze(0))
-        lat = self._compress_latents(TableEncoder(), xp)
-        y_hat, z_hat, mu, sigma = lat["y_hat"], lat["z_hat"], lat["mu"], lat["sigma"]
-        bits_y = -torch.log2(self.gaussian_conditional.likelihood(y_hat, sigma, mu))
-        bits_z = -torch.log2(self.entropy_bottleneck.likelihood(z_hat.double()))
-        return {"y_hat": y_hat, "z_hat": z_hat, "sigma": sigma, "mu": mu, "bits_y": bits_y, "bits_z": bits_z,
-                "bpp_map": bits_per_pixel_map({"y": (bits_y, 16), "z": (bits_z, 64)}, *xp.shape[-2:]),
-                "x_hat": self.g_s(y_hat.float())[..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
-
-    @torch.no_grad()
-    def estimate_bits(self, x: torch.Tensor) -> dict[str, float]:
-        """−Σ log2 P under the (μ, σ) of the sequential pass."""
-        a = self.analyse(x)
-        return {"y": float(a["bits_y"].sum()), "z": float(a["bits_z"].sum())}
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
