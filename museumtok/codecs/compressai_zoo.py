@@ -26,7 +26,6 @@ and CompressAI's rANS bytes. Its length, header included, is the rate reported e
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass
 
 import torch
@@ -143,12 +142,6 @@ class CompressAICodec(Codec):
             pos += n
         x_hat = self.net.decompress(strings, torch.Size(shape))["x_hat"]
         return to_8bit(x_hat[0, :, :h, :w])
-
-    def timed_roundtrip(self, x: torch.Tensor) -> tuple[EncodedImage, torch.Tensor, float]:
-        enc = self.timed_compress(x)
-        t0 = time.perf_counter()
-        x_hat = self.decompress(enc)
-        return enc, x_hat, (time.perf_counter() - t0) * 1e3
 
     @torch.no_grad()
     def estimate_bits(self, x: torch.Tensor) -> dict[str, float]:

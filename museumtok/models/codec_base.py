@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import struct
-import time
 from abc import abstractmethod
 
 import numpy as np
@@ -113,12 +112,6 @@ class LearnedCodec(nn.Module, Codec):
         hp, wp = -(-h // d) * d, -(-w // d) * d
         x_hat = self._decompress_latents(TableDecoder(words), hp, wp)[0, :, :h, :w]
         return to_8bit(x_hat)
-
-    def timed_roundtrip(self, x: torch.Tensor) -> tuple[EncodedImage, torch.Tensor, float]:
-        enc = self.timed_compress(x)
-        t0 = time.perf_counter()
-        x_hat = self.decompress(enc)
-        return enc, x_hat, (time.perf_counter() - t0) * 1e3
 
     @torch.no_grad()
     def estimate_bits(self, x: torch.Tensor) -> dict[str, float]:
