@@ -52,7 +52,7 @@ from ..entropy import EntropyBottleneck, GaussianConditional, quantize
 from ..entropy.coding import TableDecoder, TableEncoder
 from .autoregressive import MaskedConv2d, SequentialAnalysis
 from .codec_base import LearnedCodec, float64_copy
-from .layers import analysis_transform, conv, deconv, synthesis_transform
+from .hyperprior import hyperprior_transforms
 
 CONTEXTS = ("transformer", "mask-a")
 
@@ -291,10 +291,7 @@ class ContextualHyperprior(SequentialAnalysis, LearnedCodec, PyTorchModelHubMixi
         self.cfg = EntroformerConfig(int(N), int(M), float(lmbda), context, int(d_model), int(heads), int(layers),
                                      int(mlp_ratio), int(radius))
         # the hyperprior, exactly ScaleHyperprior's modules (frozen when trained from one)
-        self.g_a = analysis_transform(N, M)                      # (B, 3, H, W) -> (B, M, H/16, W/16)
-        self.g_s = synthesis_transform(N, M)                     # (B, M, H/16, W/16) -> (B, 3, H, W)
-        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
-        self.h_s = nn.Sequential(deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(), conv(N, M, 3, 1), nn.ReLU())
+        self.g_a, self.g_s, self.h_a, self.h_s = hyperprior_transforms(N, M)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
         self.format_id = 5 if context == "transformer" else 4

@@ -28,6 +28,15 @@ from .codec_base import LearnedCodec, bits_per_pixel_map, float64_copy
 from .layers import conv, deconv, analysis_transform, synthesis_transform
 
 
+def hyperprior_transforms(N: int, M: int) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """g_a, g_s, h_a, h_s of the scale hyperprior (Ballé et al. 2018), shared by every codec built on it."""
+    g_a = analysis_transform(N, M)                           # (B, 3, H, W) -> (B, M, H/16, W/16)
+    g_s = synthesis_transform(N, M)                          # (B, M, H/16, W/16) -> (B, 3, H, W)
+    h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))   # y -> z (B, N, H/64, W/64)
+    h_s = nn.Sequential(deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(), conv(N, M, 3, 1), nn.ReLU())  # z -> σ
+    return g_a, g_s, h_a, h_s
+
+
 @dataclass
 class HyperpriorConfig:
     N: int = 64          # channels of the hidden layers and of the hyper-latent z
@@ -42,10 +51,7 @@ class ScaleHyperprior(LearnedCodec, PyTorchModelHubMixin):
     def __init__(self, N: int = 64, M: int = 96, lmbda: float = 0.0067):
         super().__init__()
         self.cfg = HyperpriorConfig(int(N), int(M), float(lmbda))
-        self.g_a = analysis_transform(N, M)                      # (B, 3, H, W) -> (B, M, H/16, W/16)
-        self.g_s = synthesis_transform(N, M)                     # (B, M, H/16, W/16) -> (B, 3, H, W)
-        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(), conv(N, N), nn.ReLU(), conv(N, N))
-        self.h_s = nn.Sequential(deconv(N, N), nn.ReLU(), deconv(N, N), nn.ReLU(), conv(N, M, 3, 1), nn.ReLU())
+        self.g_a, self.g_s, self.h_a, self.h_s = hyperprior_transforms(N, M)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
 
