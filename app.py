@@ -19,11 +19,13 @@ import time
 import gradio as gr
 
 from museumtok.app import attention as att
-from museumtok.app import callbacks as cb
+from museumtok.app import budget as bud
 from museumtok.app import chat as ch
 from museumtok.app import codebook as cbh
-from museumtok.app import codecs as cc
+from museumtok.app import compress as cc
+from museumtok.app import header as hd
 from museumtok.app import inpaint as ip
+from museumtok.app import tokenize as tk
 from museumtok.app.i18n import LANG_NAMES, norm_lang, t
 from museumtok.paths import cache_dir, image_roots, museumtok_command
 
@@ -66,23 +68,23 @@ def header(T: Texts):
             T(gr.Markdown(t("intro")), value="intro")
         lang = T(gr.Radio(LANG_CHOICES, value=LANG_CHOICES[0], label=t("language"), elem_id="lang", scale=1),
                  label="language")
-    items = cb.catalog_gallery()
-    tokenizers = cb.tokenizer_choices()
+    items = hd.catalog_gallery()
+    tokenizers = hd.tokenizer_choices()
     first = ch.default_chat_tokenizer() or (tokenizers[-1] if tokenizers else None)
-    m_values, m_default = cb.m_choices(first) if first else ([], None)
-    m_range = cb.m_slider_range(first) if first else None
+    m_values, m_default = hd.m_choices(first) if first else ([], None)
+    m_range = hd.m_slider_range(first) if first else None
     with gr.Row(equal_height=True):
         with gr.Column(scale=4):
-            gr.Markdown(cb.catalog_hint(items), visible=not items, elem_id="catalog-hint")
-            gallery = T(gr.Gallery(value=items, label=cb.gallery_label(items), columns=8, height=190,
+            gr.Markdown(hd.catalog_hint(items), visible=not items, elem_id="catalog-hint")
+            gallery = T(gr.Gallery(value=items, label=hd.gallery_label(items), columns=8, height=190,
                                    allow_preview=False, elem_id="gallery"), label="gallery")
         with gr.Column(scale=2):
             upload = T(gr.File(label=t("upload"), file_types=["image", ".tif", ".tiff"], type="filepath",
                                elem_id="upload", height=120), label="upload")
-            examples = cb.sample_artworks(4)
+            examples = hd.sample_artworks(4)
             if examples:
                 gr.Examples([[p] for p in examples], inputs=[upload], label="Samples · Tác phẩm mẫu",
-                            example_labels=[cb.current_artwork_title(p) for p in examples])
+                            example_labels=[hd.current_artwork_title(p) for p in examples])
         with gr.Column(scale=2):
             current_img = T(gr.Image(label=t("current"), type="pil", interactive=False, height=190,
                                      elem_id="current-image"), label="current")
@@ -110,7 +112,7 @@ def tokenize_tab(T, upload, tokenizer, m, lang):
     run = T(gr.Button(t("tokenize_run"), variant="primary", elem_id="run"), value="tokenize_run")
     with T(gr.Accordion(t("details"), open=False, elem_id="details"), label="details"):
         notes = gr.Markdown(elem_id="notes")
-        metrics = T(gr.Dataframe(headers=cb.METRIC_COLUMNS, label=t("metrics"), interactive=False,
+        metrics = T(gr.Dataframe(headers=tk.METRIC_COLUMNS, label=t("metrics"), interactive=False,
                                  elem_id="metrics", wrap=True), label="metrics")
         with gr.Row():
             err = T(gr.Image(label=t("error_map"), type="pil", interactive=False, height=300), label="error_map")
@@ -133,14 +135,14 @@ def tokenize_tab(T, upload, tokenizer, m, lang):
 
     def run_tokenize(source, name, M, ctx, txt, lg="English", progress=gr.Progress()):
         lg = norm_lang(lg)
-        r = cb.tokenize_image(source, name, M, ctx or 4096, txt or 0, lang=lg,
+        r = tk.tokenize_image(source, name, M, ctx or 4096, txt or 0, lang=lg,
                               progress=lambda f, d: progress(f, desc=d))
         if r.error:
-            return (f"**⚠ {r.error}**",) + (None,) * 8 + (cb.notes_markdown(r),)
+            return (f"**⚠ {r.error}**",) + (None,) * 8 + (tk.notes_markdown(r),)
         S = r.original.width
         return (r.headline, gr.update(value=r.shown["original"], label=t("original", lg, S=S, k=r.scale)),
                 r.shown["recon"], r.shown.get("jpeg"), r.shown.get("webp"), r.metrics_rows(), r.error_image, r.grid,
-                r.budget, cb.notes_markdown(r))
+                r.budget, tk.notes_markdown(r))
 
     outputs = [headline, original, recon, jpeg, webp, metrics, err, grid, budget, notes]
     inputs = [upload, tokenizer, m, context, text_tokens, lang]
@@ -242,7 +244,7 @@ def codec_tab(T, upload, lang):
         bmap = T(gr.Image(label=t("codec_bpp"), type="pil", interactive=False, height=300), label="codec_bpp")
     with T(gr.Accordion(t("details_codec"), open=False), label="details_codec"):
         notes = gr.Markdown()
-        metrics = T(gr.Dataframe(headers=cb.METRIC_COLUMNS, label=t("metrics"), interactive=False, wrap=True),
+        metrics = T(gr.Dataframe(headers=tk.METRIC_COLUMNS, label=t("metrics"), interactive=False, wrap=True),
                     label="metrics")
 
     def run_codec(source, name, px, lg="English", progress=gr.Progress()):
@@ -251,7 +253,7 @@ def codec_tab(T, upload, lang):
         if r.error:
             return (cc.codec_notes_markdown(r), None, None, None, None, None, None, "")
         return (cc.codec_notes_markdown(r), r.original, r.reconstruction, r.bpp_map,
-                r.metrics_rows(cb.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"), r.headline)
+                r.metrics_rows(tk.METRIC_COLUMNS), r.comparisons.get("jpeg"), r.comparisons.get("webp"), r.headline)
 
     run.click(run_codec, [upload, codec, size, lang], [notes, original, recon, bmap, metrics, jpeg, webp, headline],
               api_name="compress")
@@ -267,9 +269,9 @@ def budget_tab(T):
     fig = gr.Plot()
     summary = gr.Markdown()
     for s in (ctx, images, m, text):
-        s.change(cb.budget, [ctx, images, m, text], [fig, summary], api_name=False)
+        s.change(bud.budget, [ctx, images, m, text], [fig, summary], api_name=False)
     T(gr.Button(t("budget_update"), elem_id="budget-update"), value="budget_update").click(
-        cb.budget, [ctx, images, m, text], [fig, summary], api_name="budget")
+        bud.budget, [ctx, images, m, text], [fig, summary], api_name="budget")
 
 
 def chat_tab(T, upload, tokenizer, m, lang):
@@ -334,8 +336,12 @@ def chat_tab(T, upload, tokenizer, m, lang):
     load_inputs = [upload, tokenizer, m, sid, context, recognise]
     load.click(on_load, load_inputs, outputs + [status], api_name="chat_load")
     ask_inputs = [question, chatbot, sid, context, upload, tokenizer, m, recognise]
-    question.submit(on_ask, ask_inputs, outputs + [question, status], api_name="chat_ask")
-    send.click(on_ask, ask_inputs, outputs + [question, status], api_name="chat_send")
+    # answers interleave token by token on the one model (llm/backends/hf.py FairLock): up to 8 at once,
+    # so a visitor's first words do not wait for other visitors' whole answers
+    question.submit(on_ask, ask_inputs, outputs + [question, status], api_name="chat_ask",
+                    concurrency_limit=8, concurrency_id="chat")
+    send.click(on_ask, ask_inputs, outputs + [question, status], api_name="chat_send",
+               concurrency_limit=8, concurrency_id="chat")
     clear.click(lambda s: ch.clear_chat(s).outputs(), sid, outputs, api_name="chat_clear")
     audit_btn.click(ch.audit_file, sid, audit, api_name="chat_audit")
 
@@ -359,12 +365,12 @@ def build_demo() -> gr.Blocks:
 
         # ---- one current artwork: the gallery or an upload sets it; every tab reads it ----------------------
         def on_gallery(evt: gr.SelectData):
-            return str(cb.gallery_entry(evt.index).find())
+            return str(hd.gallery_entry(evt.index).find())
 
         gallery.select(on_gallery, None, upload, api_name="pick_artwork")
 
         def on_current(source, lg="English"):
-            img, caption = cb.current_artwork(source, norm_lang(lg))
+            img, caption = hd.current_artwork(source, norm_lang(lg))
             return img, caption
 
         upload.change(on_current, [upload, lang], [current_img, current_md], api_name="current_artwork").then(
@@ -372,8 +378,8 @@ def build_demo() -> gr.Blocks:
             on_canvas, [upload, lang], [canvas, inpaint_msg], api_name=False)
 
         def on_tokenizer(name):
-            values, default = cb.m_choices(name)
-            rng = cb.m_slider_range(name)
+            values, default = hd.m_choices(name)
+            rng = hd.m_slider_range(name)
             slider = gr.Slider(minimum=rng[0], maximum=rng[1], value=default, visible=True) if rng else gr.Slider(visible=False)
             return gr.Dropdown(choices=values, value=default, visible=rng is None), slider
 

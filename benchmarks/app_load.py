@@ -2,11 +2,17 @@
 
     .venv/bin/python benchmarks/app_load.py                         # starts app.py itself, 8 users × 20 requests
     .venv/bin/python benchmarks/app_load.py --url http://127.0.0.1:7860/ --users 8 --requests 20
-    .venv/bin/python benchmarks/app_load.py --memory 500            # RSS before/after 500 sequential requests
+    .venv/bin/python benchmarks/app_load.py --think 5               # each user reads a result ~5 s before the next click
+    .venv/bin/python benchmarks/app_load.py --users 0 --memory 500  # only: RSS over 500 sequential requests
 
 Each user is a thread with its own client; its requests cycle through tokenize, compress (a learned codec at
 256 px), inpaint and a chat question, on artworks of the catalog. Prints every failure with its error, the
 latency p50/p95/max per kind and overall, and the app process's resident memory (RSS) before and after.
+A chat answer streams, so it is timed twice: ``chat-first`` is the wait until its first words appear (what a
+visitor waits for), ``chat`` until the answer is complete (the embedded 135M model writes ~12 tokens/s and
+answers one visitor at a time, so concurrent questions queue).
+``--think S``: after each result a user pauses for an exponentially distributed time of mean S seconds
+(seeded), as a presenter does; ``--think 0`` (default) is a saturation test: eight users clicking without pause.
 Targets (issue "board-ready app"): zero failures, p95 ≤ 3 s on the 2-core machine.
 """
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -29,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 KINDS = ("tokenize", "compress", "inpaint", "chat")
+TIMED = ("tokenize", "compress", "inpaint", "chat-first", "chat")
 QUESTIONS = ["What colours dominate this painting?", "Who painted this?", "Is this picture bright or dark?",
              "How much is it worth?"]
 
@@ -63,14 +71,16 @@ def start_app(llm: str | None) -> tuple[subprocess.Popen, str]:
     raise SystemExit("app did not start in 240 s")
 
 
-def one_request(client, kind: str, image: str, k: int, sid_box: dict):
+def one_request(client, kind: str, image: str, k: int) -> float | None:
+    """Send one request and wait for its result; for a chat, return the seconds until its first words."""
     from gradio_client import handle_file
 
+    t0 = time.perf_counter()
     if kind == "tokenize":
         out = client.predict(handle_file(image), "lloyd-patch-k1024", 256, 4096, 200, api_name="/tokenize")
         assert "tokens" in out[0], out[0]
     elif kind == "compress":
-        from museumtok.app.codecs import codec_choices
+        from museumtok.app.compress import codec_choices
 
         out = client.predict(handle_file(image), codec_choices()[0], 256, api_name="/compress")
         assert out[1] is not None, out[0]
@@ -78,27 +88,43 @@ def one_request(client, kind: str, image: str, k: int, sid_box: dict):
         out = client.predict(handle_file(image), 0.25, 0.25, 0.75, 0.75, 4, 1.0, k, api_name="/inpaint")
         assert "masked" in out[0], out[0]
     else:
-        out = client.predict(QUESTIONS[k % len(QUESTIONS)], [], 2048, handle_file(image), "lloyd-patch-k1024", 64,
-                             True, api_name="/chat_ask")
+        job = client.submit(QUESTIONS[k % len(QUESTIONS)], [], 2048, handle_file(image), "lloyd-patch-k1024", 64,
+                            True, api_name="/chat_ask")
+        first, out = None, None
+        for out in job:                                  # the streamed updates, as the page receives them
+            chat = out[0] if isinstance(out, (list, tuple)) else None
+            if first is None and chat and chat[-1].get("role") == "assistant" and chat[-1].get("content"):
+                first = time.perf_counter() - t0
+        out = job.result()
         assert out[0] and out[0][-1]["content"], out        # the API leaves the session State out: [0] is the chat
+        return first if first is not None else time.perf_counter() - t0
+    return None
 
 
-def run_load(url: str, users: int, requests: int, images: list[str]) -> dict:
+def run_load(url: str, users: int, requests: int, images: list[str], think: float = 0.0,
+             progress: int = 0) -> dict:
     from gradio_client import Client
 
-    lat: dict[str, list[float]] = {k: [] for k in KINDS}
+    lat: dict[str, list[float]] = {k: [] for k in TIMED}
     failures: list[str] = []
     lock = threading.Lock()
 
     def user(u: int):
         client = Client(url, verbose=False)
+        rng = random.Random(u)
         for r in range(requests):
+            if think > 0 and r > 0:
+                time.sleep(rng.expovariate(1.0 / think))
             kind = KINDS[(u + r) % len(KINDS)]
             t0 = time.perf_counter()
             try:
-                one_request(client, kind, images[(u * 7 + r) % len(images)], r, {})
+                first = one_request(client, kind, images[(u * 7 + r) % len(images)], r)
                 with lock:
                     lat[kind].append(time.perf_counter() - t0)
+                    if first is not None:
+                        lat["chat-first"].append(first)
+                    if progress and (r + 1) % progress == 0:
+                        print(f"  user {u}: {r + 1} requests", flush=True)
             except Exception as e:  # noqa: BLE001 — a failure is a result here
                 with lock:
                     failures.append(f"user {u} request {r} ({kind}): {type(e).__name__}: {e}"[:400])
@@ -112,7 +138,7 @@ def run_load(url: str, users: int, requests: int, images: list[str]) -> dict:
     for th in threads:
         th.join()
     wall = time.perf_counter() - t0
-    every = sorted(x for v in lat.values() for x in v)
+    every = sorted(x for k, v in lat.items() if k != "chat-first" for x in v)
 
     def q(xs, p):
         return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))] if xs else float("nan")
@@ -127,8 +153,10 @@ def run_load(url: str, users: int, requests: int, images: list[str]) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", default=None, help="a running app (default: start app.py on a free port)")
-    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--users", type=int, default=8, help="concurrent users (0: skip the load run)")
     p.add_argument("--requests", type=int, default=20)
+    p.add_argument("--think", type=float, default=0.0,
+                   help="mean pause in seconds between one user's requests (0: no pause, a saturation test)")
     p.add_argument("--memory", type=int, default=0, help="also: RSS before/after this many sequential requests")
     p.add_argument("--llm", default=None, help="backend for a started app (default: the embedded SmolLM2)")
     p.add_argument("--json", type=Path, default=None)
@@ -144,13 +172,24 @@ def main(argv=None) -> int:
 
             Client(url, verbose=False).predict("Hello", [], 2048, api_name="/chat_ask")
         rss0 = rss_mb(proc.pid) if proc else None
-        res = run_load(url, a.users, a.requests, images)
+        res = (run_load(url, a.users, a.requests, images, think=a.think) if a.users > 0 else
+               {"users": 0, "failures": [], "wall_s": 0, "by_kind": {}, "overall": {}})
+        res["think_s"] = a.think
         res["rss_mb_before"], res["rss_mb_after"] = rss0, (rss_mb(proc.pid) if proc else None)
         if a.memory:
             before = rss_mb(proc.pid) if proc else None
-            mem = run_load(url, 1, a.memory, images)
-            res["memory"] = {"requests": a.memory, "rss_mb_before": before,
-                             "rss_mb_after": rss_mb(proc.pid) if proc else None, "failures": len(mem["failures"])}
+            samples = [before]
+            done = 0
+            failures = 0
+            while done < a.memory:                 # in chunks of 50, with the RSS after each
+                n = min(50, a.memory - done)
+                mem = run_load(url, 1, n, images[done % len(images):] + images[:done % len(images)])
+                failures += len(mem["failures"])
+                done += n
+                samples.append(rss_mb(proc.pid) if proc else None)
+                print(f"  memory: {done}/{a.memory} requests, RSS {samples[-1]} MB, {failures} failures", flush=True)
+            res["memory"] = {"requests": a.memory, "rss_mb_before": before, "rss_mb_samples": samples,
+                             "rss_mb_after": samples[-1], "failures": failures}
     finally:
         if proc is not None:
             proc.terminate()
@@ -158,10 +197,12 @@ def main(argv=None) -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    print(f"{a.users} users × {a.requests} requests in {res['wall_s']} s: {len(res['failures'])} failures; "
-          f"p50 {res['overall']['p50_s']} s, p95 {res['overall']['p95_s']} s, max {res['overall']['max_s']} s")
-    for k, v in res["by_kind"].items():
-        print(f"  {k:9s} n={v['n']:3d}  p50 {v['p50_s']} s  p95 {v['p95_s']} s")
+    if a.users > 0:
+        print(f"{a.users} users × {a.requests} requests (think {a.think} s) in {res['wall_s']} s: "
+              f"{len(res['failures'])} failures; p50 {res['overall']['p50_s']} s, p95 {res['overall']['p95_s']} s, "
+              f"max {res['overall']['max_s']} s (chat counted to its complete answer)")
+        for k, v in res["by_kind"].items():
+            print(f"  {k:10s} n={v['n']:3d}  p50 {v['p50_s']} s  p95 {v['p95_s']} s")
     if res.get("rss_mb_before") is not None:
         print(f"  app RSS {res['rss_mb_before']:.0f} MB before, {res['rss_mb_after']:.0f} MB after")
     if "memory" in res:

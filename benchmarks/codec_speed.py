@@ -3,7 +3,7 @@
     python benchmarks/codec_speed.py [--limit 24] [--threads 1]
 
 Prints the median milliseconds per image and each codec's ratio to JPEG's, side by side. Learned
-decoders run g_s and h_s in float64 for reproducible bitstreams (see museumtok/models/codec_base.py);
+decoders run g_s and h_s in float64 for reproducible bitstreams (see museumtok/codecs/learned/base.py);
 the ratio shows what that determinism costs. No timing is asserted anywhere: these are measurements.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 import museumtok  # noqa: E402
 from museumtok.paths import fast_mode  # noqa: E402
-from museumtok.rd import learned_codecs, rd_images  # noqa: E402
+from museumtok.eval.rd import learned_codecs, rd_images  # noqa: E402
 
 
 def time_codec(codec, images, repeats: int = 1, **params) -> dict:

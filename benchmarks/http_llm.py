@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/http_llm.py --M 16 64 256 --repeats 5 --json out.json
 
 For each image-token count M: one chat turn (system prompt, an image's M tokens as text, a question) sent
-``repeats`` times, streamed, at temperature 0, alternately through ``museumtok.llm.backend.HTTPBackend`` and
+``repeats`` times, streamed, at temperature 0, alternately through ``museumtok.llm.backends.HTTPBackend`` and
 ``openai.OpenAI``; prints the prompt tokens the server counted, and the median time to first token (TTFT)
 and to the last token for each client. Both talk to the same server, so the two columns differ only by
 the client; the absolute numbers are the server's (here: SmolLM2-135M on the CPU, no prefix cache).
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from museumtok import registry  # noqa: E402
-from museumtok.llm.backend import HTTPBackend, convert_embedded  # noqa: E402
+from museumtok.llm.backends import HTTPBackend, convert_embedded  # noqa: E402
 from museumtok.llm.chat import ChatSession  # noqa: E402
 from museumtok.llm.serve import ExternalServer  # noqa: E402
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from museumtok import registry  # noqa: E402
-from museumtok.llm.backend import TransformersBackend, embedded_is_cached, make_backend  # noqa: E402
+from museumtok.llm.backends import TransformersBackend, embedded_is_cached, make_backend  # noqa: E402
 from museumtok.llm.chat import ChatSession  # noqa: E402
 from museumtok.llm.cost import TransformerShape, fit_throughput, latency_ms, prefill_flops  # noqa: E402
 

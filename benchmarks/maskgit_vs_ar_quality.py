@@ -2,7 +2,7 @@
 
 The trained checkpoints ``maskgit-vqvae-f8-k1024-g8`` and ``ar-vqvae-f8-k1024-g8`` (same size, same
 tokens of the frozen ``vqvae-f8-k1024``, same data, steps cap and wall-time cap) on 64 px crops of the
-held-out sets (``museumtok.evaluate_generative``):
+held-out sets (``museumtok.eval.generative``):
 
 * bits/token: AR exact (teacher forcing); MaskGIT by the chain rule in raster order, in its confidence
   order, and in the T groups of its parallel sampler;
@@ -26,14 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 
 def main(argv=None):
-    from museumtok.evaluate_generative import ComparisonConfig, compare, markdown
+    from museumtok.eval.generative import ComparisonConfig, compare, markdown
+    from museumtok import registry
     from museumtok.models.maskgit import MaskGIT
-    from museumtok.paths import CHECKPOINT_DIR
-    from museumtok.train.maskgit import load_tokenizer_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--maskgit", default="maskgit-vqvae-f8-k1024-g8", help="checkpoint folder (or path)")
-    ap.add_argument("--ar", default="ar-vqvae-f8-k1024-g8", help="checkpoint folder (or path) of the causal model")
+    ap.add_argument("--maskgit", default="maskgit-vqvae-f8-k1024-g8", help="registry name (or checkpoint path)")
+    ap.add_argument("--ar", default="ar-vqvae-f8-k1024-g8", help="registry name (or checkpoint path) of the causal model")
     ap.add_argument("--sets", nargs="+", default=list(ComparisonConfig.sets))
     ap.add_argument("--size", type=int, default=ComparisonConfig.size)
     ap.add_argument("--steps", type=int, default=ComparisonConfig.steps)
@@ -45,16 +44,17 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    def load(name):
-        p = Path(name) if Path(name).is_dir() else CHECKPOINT_DIR / name
-        return MaskGIT.from_pretrained(str(p)).eval()
+    def load(name):  # a registry generator, or a freshly trained checkpoint folder
+        if name in registry.names("generator", available_only=False):
+            return registry.load(name)
+        return MaskGIT.from_pretrained(str(name)).eval()
 
     mg, ar = load(a.maskgit), load(a.ar)
     if not ar.config.causal or mg.config.causal:
         raise SystemExit("--maskgit must be a bidirectional checkpoint and --ar a causal one")
     if mg.config.tokenizer != ar.config.tokenizer:
         raise SystemExit(f"the models model different tokens: {mg.config.tokenizer} vs {ar.config.tokenizer}")
-    ae = load_tokenizer_model(mg.config.tokenizer)
+    ae = registry.load(mg.config.tokenizer).model           # the VQ-VAE inside the frozen tokenizer
     crop = mg.config.grid[0] * ae.f
     cfg = ComparisonConfig(sets=tuple(a.sets), size=a.size, crop=crop, box=tuple(a.box), steps=a.steps,
                            seed=a.seed, limit=a.limit)

@@ -8,6 +8,7 @@
     museumtok data catalog --folder DIR         a catalog for your own collection (DIR/artworks/*)
     museumtok encode IMAGE -t NAME -M 256       tokens, bits and metrics for one image
     museumtok train NAME [--config F] [--FIELD V] train a tokenizer (e.g. lloyd-patch --K 1024)
+    museumtok prior fit NAME... [--split S]     a tokenizer's entropy-coding prior -> its checkpoint's prior.json
     museumtok errata [--write | --check | --import FILE] the review's errata (docs/errata.md from data/errata.csv)
     museumtok eval rd --set kodak              RD curves (real bytes), BD-rate vs JPEG; JSON + HTML + PNG
     museumtok eval chat --tokenizer lloyd-patch-k1024 --M 64   the guide, scored on held-out questions and images
@@ -34,7 +35,7 @@ def subcommand(fn: Callable[[argparse._SubParsersAction], None]):
 
 @subcommand
 def _list(sub):
-    p = sub.add_parser("list", help="tokenizers and codecs in the registry")
+    p = sub.add_parser("list", help="tokenizers, codecs and generators in the registry")
     p.add_argument("--json", action="store_true")
 
     def run(args):
@@ -48,7 +49,8 @@ def _list(sub):
             return 0
         width = max(22, *(len(r["name"]) for r in rows))
         for r in rows:
-            m = ("M " + (f"{r['M'][0]}..{r['M'][-1]}" if len(r["M"]) > 8 else ",".join(map(str, r["M"])))) if r["M"] else "codec"
+            m = ("M " + (f"{r['M'][0]}..{r['M'][-1]}" if len(r["M"]) > 8 else ",".join(map(str, r["M"])))
+                 if r["kind"] == "tokenizer" else r["kind"])       # codec, or generator (MaskGIT, §4.6)
             print(f"{r['name']:<{width}} §{r['chapter']:<5} {m:<16} {r['description']}")
             if not r["available"]:   # hidden from the app, bench and eval rd until this is fixed
                 print(f"{'':<{width}}   hidden: {r['reason']}")
@@ -172,7 +174,7 @@ def _encode(sub):
     p.add_argument("--out", type=Path, help="save the reconstruction here (PNG)")
 
     def run(args):
-        from .app.callbacks import tokenize_image
+        from .app.tokenize import tokenize_image
 
         res = tokenize_image(args.image, args.tokenizer, args.M)
         if res.error:
@@ -204,6 +206,32 @@ def _train(sub):
             return 0
 
         tp.set_defaults(func=run)
+
+
+@subcommand
+def _prior(sub):
+    p = sub.add_parser("prior", help="tokenizers' entropy-coding priors (prior.json beside each checkpoint)")
+    psub = p.add_subparsers(dest="prior_cmd", required=True)
+    f = psub.add_parser("fit", help="fit the unigram prior of every M on a split, write <checkpoint>/prior.json")
+    f.add_argument("names", nargs="+", metavar="NAME", help="registry tokenizers with a bundled checkpoint")
+    f.add_argument("--split", default="artworks-train", help="images the code counts come from")
+
+    def run_fit(args):
+        from . import registry
+        from .tokenizers.prior import save_tokenizer_prior
+
+        for name in args.names:
+            entry = registry.REGISTRY.get(name) if name in registry.names(available_only=False) else None
+            if entry is None or entry.kind != "tokenizer" or entry.checkpoint_path is None:
+                print(f"error: {name} is not a tokenizer with a bundled checkpoint", file=sys.stderr)
+                return 2
+            tok = registry.load(name)
+            path = save_tokenizer_prior(tok, entry.checkpoint_path, args.split)
+            bits = ", ".join(f"M={M}: {p.entropy_bits():.2f}" for M, p in sorted(tok.priors.items())[:6])
+            print(f"{name}: wrote {path} ({path.stat().st_size} bytes; bits per token {bits})")
+        return 0
+
+    f.set_defaults(func=run_fit)
 
 
 @subcommand
@@ -256,7 +284,7 @@ def _eval(sub):
 
     def run(args):
         from .cards import markdown_table
-        from .rd import run_rd, summary_table, write_rd
+        from .eval.rd import run_rd, summary_table, write_rd
 
         split = (lambda v: None if v is None else [s for s in v.split(",") if s.strip()])
         res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True)
@@ -294,7 +322,7 @@ def _eval(sub):
         import torch
 
         from .eval.chat import markdown, run_chat_eval, write_chat_eval, write_into_card
-        from .llm.backend import make_backend
+        from .llm.backends import make_backend
 
         if args.from_json is not None:
             from .eval.chat import summarise
@@ -354,7 +382,7 @@ def _bench(sub):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def run(args):
-        from .bench import DEFAULT_SETS, run_bench
+        from .eval.bench import DEFAULT_SETS, run_bench
         from .paths import museumtok_command, no_images_hint
 
         if not _catalog_images_present():
@@ -420,7 +448,7 @@ def _llm(sub):
     k.add_argument("-M", type=int, default=256, help="image tokens")
 
     def run_convert(args):
-        from .llm.backend import convert_embedded
+        from .llm.backends import convert_embedded
 
         print(convert_embedded())
         return 0
@@ -434,7 +462,7 @@ def _llm(sub):
     def run_ask(args):
         from . import registry
         from .llm.audit import AuditLog
-        from .llm.backend import make_backend
+        from .llm.backends import make_backend
         from .llm.chat import ChatSession
 
         session = ChatSession(make_backend(args.llm), audit=AuditLog(args.audit) if args.audit else None,

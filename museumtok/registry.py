@@ -1,4 +1,5 @@
-"""One registry: tokenizer and codec name -> class, checkpoint, the M values it supports, chapter.
+"""One registry: tokenizer and codec name -> class, checkpoint, the M values it supports, chapter; and the
+generators (MaskGIT and its autoregressive twin, kind "generator") that model a tokenizer's tokens.
 
 The app's menus, the CLI, the notebooks and the benchmarks all read this table; nothing else
 lists tokenizers. Entries are declared in ``museumtok/zoo/*.py`` (one file per family, imported
@@ -31,7 +32,8 @@ class CheckpointMissing(FileNotFoundError):
 @dataclass(frozen=True)
 class RegistryEntry:
     name: str
-    kind: str                       # "tokenizer" (discrete tokens) or "codec" (bitstream)
+    kind: str                       # "tokenizer" (discrete tokens), "codec" (bitstream) or "generator" (a model
+                                    # of a tokenizer's tokens: MaskGIT, its AR twin; never in the tokenizer menus)
     target: str                     # "module:Class"
     description: str                # one line, shown in the app and `museumtok list`
     chapter: str                    # the review's section, e.g. "4.1"
@@ -43,6 +45,7 @@ class RegistryEntry:
     llm_vocab: str | None = None    # the entry whose LLM vocabulary these tokens are (same encoder and codebook)
     weights: tuple[str, ...] = ()   # published files it reads (keys of museumtok.weights.KNOWN); hidden until present
     requires: tuple[str, ...] = ()  # Python packages it imports beyond the core ones (e.g. "compressai")
+    tokenizer: str | None = None    # a generator's frozen tokenizer (registry name): it models that one's tokens
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -61,6 +64,10 @@ class RegistryEntry:
             return f"checkpoint {p} missing"
         import importlib.util
 
+        if self.tokenizer is not None:
+            why = get(self.tokenizer).unavailable_reason
+            if why is not None:
+                return f"its tokenizer {self.tokenizer}: {why}"
         for pkg in self.requires:
             if importlib.util.find_spec(pkg) is None:
                 return f"needs the Python package {pkg} (pip install {pkg})"
@@ -99,18 +106,27 @@ REGISTRY: dict[str, RegistryEntry] = {}
 _ZOO_LOADED = False
 
 
+_ZOO_LOCK = threading.RLock()
+
+
 def _load_zoo() -> None:
-    """Import every module of :mod:`museumtok.zoo`, each of which registers its entries."""
+    """Import every module of :mod:`museumtok.zoo`, each of which registers its entries.
+
+    Thread-safe: the flag is set only once every module has registered, so a second thread never reads
+    a half-filled table (the load test's first requests arrive together and once saw an empty menu)."""
     global _ZOO_LOADED
     if _ZOO_LOADED:
         return
-    _ZOO_LOADED = True
-    import pkgutil
+    with _ZOO_LOCK:
+        if _ZOO_LOADED:
+            return
+        import pkgutil
 
-    from . import zoo
+        from . import zoo
 
-    for mod in sorted(m.name for m in pkgutil.iter_modules(zoo.__path__)):
-        importlib.import_module(f"{zoo.__name__}.{mod}")
+        for mod in sorted(m.name for m in pkgutil.iter_modules(zoo.__path__)):
+            importlib.import_module(f"{zoo.__name__}.{mod}")
+        _ZOO_LOADED = True
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -136,7 +152,17 @@ def names(kind: str | None = None, available_only: bool = True) -> list[str]:
 
 
 def load(name: str):
-    """The tokenizer or codec called ``name``, built once per process (thread-safe) and cached."""
+    """The tokenizer or codec called ``name``, built once per process (thread-safe) and cached. Not a registry
+    name: a checkpoint folder, or a Hugging Face Hub id ("owner/name", downloaded first), whose config.json
+    names its class (:mod:`museumtok.checkpoint`); loaded afresh each call."""
+    _load_zoo()
+    if name not in REGISTRY:
+        from . import checkpoint as C
+
+        if Path(name).is_dir():
+            return C.load_folder(name, _wrappers())
+        if C.is_hub_id(name):
+            return C.load_folder(C.hub_folder(name), _wrappers())
     entry = get(name)
     with _LOCK:
         if name in _CACHE:
@@ -152,6 +178,8 @@ def load(name: str):
                     f"{name}: checkpoint {path} is missing; train it with `museumtok train {name}`"
                 )
             obj = cls.from_pretrained(str(path))
+            if hasattr(obj, "load_priors"):  # a tokenizer's entropy-coding prior (prior.json), if fitted
+                obj.load_priors(path)
         else:
             obj = cls(**entry.kwargs)
         if hasattr(obj, "eval"):
@@ -160,6 +188,21 @@ def load(name: str):
         _CACHE[name] = obj
         return obj
 
+
+
+def _wrappers() -> dict[type, type]:
+    """Network class -> the class of the bundled tokenizer that wraps it (VQVAE -> VQVAETokenizer), so that a
+    folder loads as what its registry entry would give."""
+    _load_zoo()
+    out: dict[type, type] = {}
+    for e in REGISTRY.values():
+        if not e.checkpoint:
+            continue
+        module, attr = e.target.split(":")
+        cls = getattr(importlib.import_module(module), attr)
+        if isinstance(getattr(cls, "model_cls", None), type):
+            out.setdefault(cls.model_cls, cls)
+    return out
 
 def is_loaded(name: str) -> bool:
     """True when :func:`load` has already built ``name`` in this process (the next call is instant)."""

@@ -28,7 +28,9 @@ def token_grid_figure(tokens, title: str | None = None, highlight: list[int] | N
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", marker={"symbol": "square-open", "size": 14, "color": "red"},
                                  name="cited", hoverinfo="skip"))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=h > 1)
-    fig.update_layout(title=title or f"{tokens.tokenizer}: {tokens.M} tokens ({h}×{w}), K={tokens.K}",
+    coded = getattr(tokens, "bits_coded", None)   # entropy-coded size under the checkpoint's prior, if any
+    rate = f", {coded:.0f} bits coded ({tokens.bits_raw:.0f} raw)" if coded is not None else ""
+    fig.update_layout(title=title or f"{tokens.tokenizer}: {tokens.M} tokens ({h}×{w}), K={tokens.K}{rate}",
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, height=360)
     return fig
 
@@ -336,15 +338,15 @@ def tokenizer_reconstructions_png(path, tokenizers=("vqvae-f8-k1024", "vqgan-f8-
     """
     from pathlib import Path
 
+    from . import registry
     from .data.dataset import eval_batch
-    from .train.maskgit import load_tokenizer_model
 
     x, _ = eval_batch(set_name, size, limit=max(indices) + 1)
     x = x[list(indices)]                                            # (n, 3, size, size)
     recons = {}
     with torch.no_grad():
         for name in tokenizers:
-            ae = load_tokenizer_model(name)
+            ae = registry.load(name).model                          # the VQ-VAE / VQ-GAN inside the tokenizer
             recons[name] = ae.decode_indices(ae.encode_indices(x))
     img = reconstruction_panel(x, recons, scale=scale)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

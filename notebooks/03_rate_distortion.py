@@ -84,7 +84,7 @@ from ipywidgets import FloatLogSlider, interact
 from museumtok.codecs.pillow import PillowCodec
 from museumtok.data.catalog import load_catalog
 from museumtok.data.images import load_image, pil_to_tensor, working_image
-from museumtok.evaluate import codec_rd_points, image_metrics, mean_rd_curve
+from museumtok.eval.metrics import codec_rd_points, image_metrics, mean_rd_curve
 from museumtok.metrics import code_counts, entropy_bits, lpips_available, perplexity, psnr, ssim
 from museumtok.metrics.rate import HIGH_RATE_GAP_BITS, gaussian_distortion, gaussian_rate, lagrangian_best
 from museumtok.paths import fast_mode
@@ -301,21 +301,22 @@ display(Markdown(f"| {len(symbols)} indices, {K_sym} symbols | bits | bits / sym
 # %% [markdown]
 # The same applies to image tokens: a tokenizer sends M indices of log2 K bits each (*raw bits*), but
 # its codes are not equally frequent, so a prior fitted on the training artworks codes them in fewer
-# bits. The app shows both numbers for every tokenizer.
+# bits. Each tokenizer's checkpoint carries that prior (`prior.json`: its code counts per M on the training
+# split), so `t.bits_coded` is the coded size; the app shows both numbers for every tokenizer.
 
 # %%
-from museumtok.entropy.unigram import prior_for
-
 import museumtok
 
 lloyd = museumtok.load("lloyd-patch-k1024")
 M_demo = 64 if FAST else 256
 t = lloyd.encode(art, M_demo)
-tok_prior = prior_for(lloyd, M_demo)
-coded = 8 * len(tok_prior.encode(t.indices.numpy()))
-assert np.array_equal(tok_prior.decode(tok_prior.encode(t.indices.numpy()), t.M), t.indices.numpy().ravel())
-print(f"lloyd-patch-k1024 at M = {M_demo}: raw {t.bits_raw:.0f} bits (M·log2 K), unigram-coded {coded} bits "
-      f"({coded / t.bits_raw:.0%} of raw)")
+tok_prior = lloyd.priors[M_demo]                       # read from data/checkpoints/lloyd-patch-k1024/prior.json
+data = tok_prior.encode(t.indices.numpy())
+coded = 8 * len(data)
+assert np.array_equal(tok_prior.decode(data, t.M), t.indices.numpy().ravel())
+assert abs(coded - t.bits_coded) <= 0.01 * t.bits_coded + 64         # bits_coded: the table's estimate
+print(f"lloyd-patch-k1024 at M = {M_demo}: raw {t.bits_raw:.0f} bits (M·log2 K), bits_coded {t.bits_coded:.0f}, "
+      f"real range-coded file {coded} bits ({coded / t.bits_raw:.0%} of raw)")
 
 # %% [markdown]
 # **Bits-back (Frey & Hinton 1997), on a toy.** A model with a latent z — p(x) = Σ_z p(z) p(x|z) — seems

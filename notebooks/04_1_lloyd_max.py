@@ -80,7 +80,7 @@ import museumtok
 from museumtok.data.catalog import load_catalog
 from museumtok.data.dataset import eval_batch
 from museumtok.data.images import load_image, tensor_to_pil, working_image
-from museumtok.evaluate import image_metrics
+from museumtok.eval.metrics import image_metrics
 from museumtok.paths import fast_mode
 from museumtok.quantize.lloyd import distortion, ema_step, fit_codebook, kmeans_pp_init, lloyd_step, minibatch_step, nearest
 from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer

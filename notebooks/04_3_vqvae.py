@@ -72,7 +72,7 @@ from plotly.subplots import make_subplots
 
 from museumtok import registry
 from museumtok.data.dataset import eval_batch
-from museumtok.evaluate import image_metrics
+from museumtok.eval.metrics import image_metrics
 from museumtok.metrics import code_counts, codebook_stats
 from museumtok.models import VQVAE, VQVAEConfig
 from museumtok.paths import fast_mode
@@ -194,7 +194,7 @@ show_beta(1.5)          # the callback with another β: commitment_pull asserts 
 import tempfile
 from pathlib import Path
 
-from museumtok.train.autoencoder import RunLog, fit, model_kwargs, train_images
+from museumtok.train.autoencoder import RunLog, fit, train_images
 from museumtok.train.vqvae import VQVAETrainConfig
 
 images, _ = train_images(max_side=256)
@@ -205,7 +205,7 @@ for restart in (20, 0):
                            crop=32, warmup=5, lr=2e-3, log_every=2 if FAST else 10, eval_every=10**9,
                            save_every=10**9, max_minutes=0, restart_dead_after=restart, resume=False)
     torch.manual_seed(0)
-    model = VQVAE(VQVAEConfig(**model_kwargs(cfg, VQVAEConfig)))
+    model = VQVAE(cfg.model)
     run = Path(tempfile.mkdtemp()) / f"restart{restart}"
     fit(model, cfg, images, run, progress=False)
     curves[restart] = RunLog(run).rows("train")

@@ -82,7 +82,7 @@ from plotly.subplots import make_subplots
 
 from museumtok import registry
 from museumtok.data.dataset import eval_batch
-from museumtok.evaluate import image_metrics
+from museumtok.eval.metrics import image_metrics
 from museumtok.metrics import code_counts, codebook_stats
 from museumtok.models import DVAE, DVAEConfig
 from museumtok.paths import fast_mode
@@ -229,7 +229,7 @@ assert torch.allclose(out.loss, 0.1 * out.losses["kl"]), "the quantizer's loss i
 import tempfile
 from pathlib import Path
 
-from museumtok.train.autoencoder import RunLog, fit, model_kwargs, train_images
+from museumtok.train.autoencoder import RunLog, fit, train_images
 from museumtok.train.dvae import DVAETrainConfig, tau_at
 
 images, _ = train_images(max_side=256)
@@ -240,7 +240,7 @@ for kl_weight in (3e-4, 0.1):
                           warmup=5, lr=2e-3, log_every=2 if FAST else 10, eval_every=10**9, save_every=10**9,
                           max_minutes=0, kl_weight=kl_weight, resume=False)
     torch.manual_seed(0)
-    model = DVAE(DVAEConfig(**model_kwargs(cfg, DVAEConfig)))
+    model = DVAE(cfg.model)
 
     def schedule(m, step, cfg=cfg):
         m.tau = tau_at(step, cfg.steps, cfg.tau_start, cfg.tau_end, cfg.tau_anneal, cfg.tau_kind)

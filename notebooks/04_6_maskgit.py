@@ -93,11 +93,11 @@ import plotly.graph_objects as go
 import torch
 from ipywidgets import Dropdown, FloatSlider, IntSlider
 
+from museumtok import registry
 from museumtok.data.dataset import eval_batch
 from museumtok.models.maskgit import (PAPER_CHOICE_TEMPERATURE, MaskGIT, MaskGITConfig, choice_noise_scale,
                                       cosine_schedule, masked_counts, random_mask, temperature_at)
-from museumtok.models.vqvae import VQVAE
-from museumtok.paths import CHECKPOINT_DIR, fast_mode
+from museumtok.paths import fast_mode
 from museumtok.viz import image_row_figure, interact_or_call, partial_tokens_image
 
 FAST = fast_mode()
@@ -137,12 +137,12 @@ fig
 # small one here for a few seconds (fast mode) or a couple of minutes: **its samples are untrained-quality**.
 
 # %%
-ae = VQVAE.from_pretrained(str(CHECKPOINT_DIR / "vqvae-f8-k1024")).eval()
-ckpt = CHECKPOINT_DIR / "maskgit-vqvae-f8-k1024-g8"
-if (ckpt / "model.safetensors").exists():
-    model = MaskGIT.from_pretrained(str(ckpt)).eval()
+ae = registry.load("vqvae-f8-k1024").model                    # the VQ-VAE inside the frozen tokenizer
+MG, AR = "maskgit-vqvae-f8-k1024-g8", "ar-vqvae-f8-k1024-g8"   # registry generators (`museumtok list`)
+if registry.get(MG).available:
+    model = registry.load(MG)
     grid = model.config.grid[0]
-    print("loaded", ckpt.name)
+    print("loaded", MG)
 else:
     from museumtok.train.autoencoder import batch_for_step, train_images
     from museumtok.train.maskgit import token_bank
@@ -242,7 +242,7 @@ assert ar.forward_passes == grid * grid and model.forward_passes == T
 #
 # Speed is half the story. `ar-vqvae-f8-k1024-g8` is the causal twin of the bundled MaskGIT, trained with
 # the same command, data, batch and 10-minute cap (see both model cards). On held-out 64 px crops
-# (`museumtok.evaluate_generative`):
+# (`museumtok.eval.generative`):
 #
 # - **likelihood** in bits/token: the AR prior's is exact by the chain rule (one teacher-forced pass).
 #   MaskGIT's conditionals give a proper likelihood when the true tokens are revealed one at a time —
@@ -261,11 +261,10 @@ assert ar.forward_passes == grid * grid and model.forward_passes == T
 # %%
 from IPython.display import Markdown, display
 
-from museumtok.evaluate_generative import ComparisonConfig, compare, held_out_crops, markdown
+from museumtok.eval.generative import ComparisonConfig, compare, held_out_crops, markdown
 
-ar_ckpt = CHECKPOINT_DIR / "ar-vqvae-f8-k1024-g8"
-if (ar_ckpt / "model.safetensors").exists() and (ckpt / "model.safetensors").exists():
-    ar_trained = MaskGIT.from_pretrained(str(ar_ckpt)).eval()
+if registry.get(AR).available and registry.get(MG).available:
+    ar_trained = registry.load(AR)
     # workshop: 4 images per set (36 crops each) keeps this cell near a minute; the cards' tables use every image
     cfg = ComparisonConfig(sets=("kodak",) if FAST else ("artworks-test", "kodak"), limit=1 if FAST else 4)
     t0 = time.time()
@@ -312,13 +311,13 @@ fig
 # - **review** (§4.6, not MaskGIT's): sample from softmax(logits/τ_t), τ_t = max(0.1, 0.9^t) (1 → 0.48 over
 #   8 steps), rank by that tempered probability, no noise.
 #
-# `museumtok.evaluate_generative.compare_decodings` fills the centre box of every grid with several seeds
+# `museumtok.eval.generative.compare_decodings` fills the centre box of every grid with several seeds
 # and reports the model's own likelihood of what was filled in (bits/token of the box given the rest —
 # the first row gives it for the true tokens), PSNR inside the box, and **diversity**: how often two seeds
 # disagree on a token. The last two columns do the same for whole grids generated from all-[MASK].
 
 # %%
-from museumtok.evaluate_generative import compare_decodings
+from museumtok.eval.generative import compare_decodings
 from museumtok.cards import markdown_table
 
 crop = grid * 8

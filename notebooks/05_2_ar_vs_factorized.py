@@ -69,7 +69,7 @@ from ipywidgets import Dropdown, IntSlider, interact
 import museumtok
 from museumtok.metrics import psnr
 from museumtok.paths import fast_mode
-from museumtok.rd import learned_codecs, rd_images
+from museumtok.eval.rd import learned_codecs, rd_images
 
 torch.set_num_threads(1)
 FAST = fast_mode()
@@ -151,7 +151,7 @@ show_codec(codec_name=table[-1]["codec"], image=len(images) - 1, top=32, left=64
 # causality on the model class itself: changing one latent changes no prediction before it.
 
 # %%
-from museumtok.models.autoregressive import MaskedConv2d  # noqa: E402
+from museumtok.codecs.layers import MaskedConv2d  # noqa: E402
 
 conv = MaskedConv2d(4, 8, 5, padding=2)
 y = torch.randn(1, 4, 7, 7)

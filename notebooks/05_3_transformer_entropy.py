@@ -41,7 +41,7 @@
 # > "ViT-VQ (Lee et al. 2022)" is ViT-VQGAN by Yu et al., ICLR 2022 (`s5-3-vitvq`), a tokenizer, not a
 # > codec; it is not built here.
 #
-# Everything runs on the package (`museumtok.models.entroformer`, `museumtok.models.hific`,
+# Everything runs on the package (`museumtok.codecs.learned.entroformer`, `museumtok.codecs.learned.hific`,
 # `museumtok.train.entropy_context`, `museumtok.train.gan_decoder`). The live demos train for seconds;
 # the comparison at equal training time was measured once with the commands in §5 and is read from
 # `docs/s53/results.json`.
@@ -104,9 +104,9 @@ from museumtok.data import load_image, working_image
 from museumtok.data.catalog import load_catalog
 from museumtok.data.dataset import eval_batch
 from museumtok.metrics import psnr, sharpness_ratio
-from museumtok.models import ScaleHyperprior
-from museumtok.models.codec_base import float64_copy, to_8bit
-from museumtok.models.entroformer import ContextualHyperprior, diamond_table
+from museumtok.codecs.learned import ScaleHyperprior
+from museumtok.codecs.learned.base import float64_copy, to_8bit
+from museumtok.codecs.learned.entroformer import ContextualHyperprior, diamond_table
 from museumtok.paths import CHECKPOINT_DIR, REPO_ROOT, fast_mode
 from museumtok.train.entropy_context import EntropyContextConfig, bits_per_pixel, fit_context, latent_bank
 
@@ -355,7 +355,7 @@ fig.update_layout(title="measured: held-out (artworks-val) bits of ŷ against CP
 # Sharpness is the Laplacian energy of x̂ over that of x (1 = as sharp as the original).
 
 # %%
-from museumtok.models.hific import ConditionalPatchGAN, HiFiCConfig, d_loss, g_adversarial  # noqa: E402
+from museumtok.codecs.learned.hific import ConditionalPatchGAN, HiFiCConfig, d_loss, g_adversarial  # noqa: E402
 from museumtok.train.gan_decoder import (GANDecoderConfig, TensorCropSampler, compare_decoders,  # noqa: E402
                                          fit_gan_decoder, gan_decoder_from)
 

@@ -77,7 +77,7 @@ import museumtok
 from museumtok import registry
 from museumtok.data.catalog import load_catalog
 from museumtok.data.images import load_image, tensor_to_pil, working_image
-from museumtok.evaluate import image_metrics
+from museumtok.eval.metrics import image_metrics
 from museumtok.models.resampler import PerceiverResampler
 from museumtok.paths import fast_mode
 from museumtok.viz import attention_mosaic, attention_overlay, lines_figure
@@ -178,7 +178,7 @@ show(token=3, M=8)      # the callback once more, with other values
 # The model card's held-out numbers (artworks-test and Kodak); here recomputed on a few images.
 
 # %%
-from museumtok.evaluate import evaluate_tokenizer  # noqa: E402
+from museumtok.eval.metrics import evaluate_tokenizer  # noqa: E402
 
 Ms = [1, 4, 16, 64] if FAST else [1, 2, 4, 8, 16, 32, 48, 64]
 limit = 4 if FAST else None

@@ -71,7 +71,7 @@ import museumtok
 from museumtok import registry
 from museumtok.data.catalog import load_catalog
 from museumtok.data.images import load_image, tensor_to_pil, working_image
-from museumtok.evaluate import evaluate_tokenizer, image_metrics
+from museumtok.eval.metrics import evaluate_tokenizer, image_metrics
 from museumtok.paths import fast_mode
 
 FAST = fast_mode()

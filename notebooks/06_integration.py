@@ -31,7 +31,7 @@
 #   questions: accuracy, trainable parameters, context tokens and prefill time (§6.1).
 #
 # The LLM is SmolLM2-135M-Instruct, shipped as a GGUF file and converted once to safetensors
-# under `~/.cache/museumtok` (`python -m museumtok.llm.backend` or the app's first chat does it).
+# under `~/.cache/museumtok` (`python -m museumtok.llm.backends.embedded` or the app's first chat does it).
 # In fast mode this notebook only uses it if that cache already exists.
 
 # %% [markdown]
@@ -91,7 +91,7 @@ from museumtok.data.catalog import DataNotFound, load_catalog
 from museumtok.literature import eval_arithmetic, load_errata
 from museumtok.llm import cost
 from museumtok.llm.audit import AuditLog, read_log, resolve_citations
-from museumtok.llm.backend import EchoBackend, TransformersBackend, embedded_is_cached
+from museumtok.llm.backends import EchoBackend, TransformersBackend, embedded_is_cached
 from museumtok.llm.budget import plan_budget
 from museumtok.llm.chat import ChatSession
 from museumtok.llm.prompt import image_block, interleaved_messages, prefix_messages, soft_prefix_embeds
@@ -305,7 +305,7 @@ interact(lambda L, M: cost_figure(L, M).show(), L=IntSlider(1200, 0, 4000, 100),
 backend = TransformersBackend.embedded() if USE_LLM else None
 if backend is None:
     print("SmolLM2 cache absent and fast mode on: skipping the measurements "
-          "(run `python -m museumtok.llm.backend` once to convert the model).")
+          "(run `python -m museumtok.llm.backends.embedded` once to convert the model).")
 else:
     ns = [32, 64, 128] if FAST else [64, 128, 256, 512, 1024, 2048]
     sm = cost.TransformerShape.from_hf_config(backend.model.config)

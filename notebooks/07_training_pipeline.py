@@ -165,7 +165,7 @@ assert "Visitor" in shown.data or "question" in shown.data
 if FAST:
     model, hf_tok = tiny_llama()
 else:
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
     b = TransformersBackend.embedded()
     model, hf_tok = b.model, b.tokenizer
 vocab = ImageVocab.for_tokenizer("lloyd-patch-k1024", tok.K)

@@ -62,7 +62,7 @@ from transformers import AutoTokenizer
 from museumtok import registry
 from museumtok.data.catalog import DataNotFound, load_catalog
 from museumtok.llm.audit import AuditLog, read_log
-from museumtok.llm.backend import TransformersBackend, embedded_cache_dir, embedded_gguf, embedded_is_cached
+from museumtok.llm.backends import TransformersBackend, embedded_cache_dir, embedded_gguf, embedded_is_cached
 from museumtok.llm.chat import ChatSession
 from museumtok.llm.vocab import ImageVocab
 from museumtok.paths import cache_dir, fast_mode

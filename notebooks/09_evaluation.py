@@ -92,11 +92,12 @@ from skimage.color import rgb2gray
 from skimage.filters import sobel
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio
 
-from museumtok import bench, registry
+from museumtok import registry
 from museumtok.data.catalog import named_set
 from museumtok.data.dataset import eval_batch
 from museumtok.data.images import load_image, tensor_to_pil
-from museumtok.evaluate import evaluate_tokenizer
+from museumtok.eval import bench, bench_report, errors
+from museumtok.eval.metrics import evaluate_tokenizer
 from museumtok.metrics import code_counts, codebook_stats, mse, psnr
 from museumtok.metrics.content import edge_density, hf_energy, image_statistics, sobel_magnitude, spearman
 from museumtok.paths import fast_mode
@@ -116,7 +117,7 @@ torch.set_num_threads(1)
 # notebook runs the bench in fast mode (2 images per set).
 
 # %%
-committed = bench.DEFAULT_OUT / bench.JSON_NAME
+committed = bench.DEFAULT_OUT / bench_report.JSON_NAME
 if committed.is_file():
     doc = json.loads(committed.read_text())
     print(f"read {committed.relative_to(bench.DEFAULT_OUT.parents[1])}: {len(doc['rows'])} rows, "
@@ -125,11 +126,11 @@ else:
     res = bench.run_bench(fast=True, progress=False)
     doc = json.loads(res.json_path.read_text())
     print(f"ran the bench in fast mode: {len(doc['rows'])} rows in {res.wall_s:.1f} s -> {res.out}")
-md = bench.render_markdown(doc)
+md = bench_report.render_markdown(doc)
 display(Markdown(md[md.index("## "):md.index("## Codec quality sweeps")] if "## Codec quality sweeps" in md else md))
 
 # %%
-bench.rd_figure(doc)
+bench_report.rd_figure(doc)
 
 # %% [markdown]
 # The widgets below are `ipywidgets.interact` in JupyterLab; under `MUSEUMTOK_FAST=1` (the tests)
@@ -145,7 +146,7 @@ def metric_against_bits(set_name, metric):
     key = METRICS[metric]
     fig = go.Figure()
     for name in sorted({r["name"] for r in doc["rows"]}):
-        rs = [r for r in bench.table_rows(doc, set_name) if r["name"] == name and r.get(key) is not None]
+        rs = [r for r in bench_report.table_rows(doc, set_name) if r["name"] == name and r.get(key) is not None]
         if rs:
             fig.add_trace(go.Scatter(x=[r["bpp"] for r in rs], y=[r[key] for r in rs], mode="markers", name=name,
                                      text=[f"{r['setting']}, S={r['size']}" for r in rs], marker={"size": 10}))
@@ -219,7 +220,7 @@ token_grid_figure(t, title=f"{TOK}: token ids of '{entry.title}' (hover: patch b
 
 # %%
 if t.indices.ndim == 2:
-    per_mse = bench.token_patch_mse(x, x_hat, t.grid_shape)                       # (h, w)
+    per_mse = errors.token_patch_mse(x, x_hat, t.grid_shape)                       # (h, w)
     x8 = (x_hat * 255).round() / 255
     assert math.isclose(float(per_mse.mean()), float(mse(x, x_hat)), rel_tol=1e-6)
     assert math.isclose(float(per_mse.mean()), mean_squared_error(x.double().numpy(), x_hat.double().numpy()), rel_tol=1e-6)
@@ -236,7 +237,7 @@ if t.indices.ndim == 2:
 boxes_w = tok.token_boxes(tuple(t.indices.shape), t.working_size).round().long()   # (M, 4) working pixels
 
 
-@interact_or_call(position=IntSlider(value=int(torch.argmax(bench.token_patch_mse(x, x_hat, t.grid_shape)).item())
+@interact_or_call(position=IntSlider(value=int(torch.argmax(errors.token_patch_mse(x, x_hat, t.grid_shape)).item())
                              if t.indices.ndim == 2 else 0, min=0, max=t.M - 1))
 def show_token(position):
     # the token's box on the original, its working patch and its decoded patch (enlarged)
@@ -258,12 +259,12 @@ show_token(0)      # the callback once more, with other values
 # %% [markdown]
 # Does a token decode to *its* patch only? For a patch codebook yes: each index is replaced by its
 # codeword. A convolutional decoder (VQ-VAE) mixes each token with its neighbours, so the patch a
-# token "stands for" is blurred over its receptive field. `bench.token_influence` changes one token
+# token "stands for" is blurred over its receptive field. `museumtok.eval.errors.token_influence` changes one token
 # and measures where the decoded image changes.
 
 # %%
 pos = int(t.M // 2 + (t.grid_shape[-1] // 2 if t.indices.ndim == 2 else 0))
-change, outside = bench.token_influence(tok, t.indices, M, pos)
+change, outside = errors.token_influence(tok, t.indices, M, pos)
 print(f"{TOK}: changing token {pos} changes the image over {int((change > 1e-6).sum())} pixels; "
       f"{100 * outside:.1f}% of the change lies outside the token's {t.working_size // (t.grid_shape[-1] if t.indices.ndim == 2 else 1)} px box")
 fig = go.Figure(go.Heatmap(z=change.numpy(), colorscale="Magma", colorbar={"title": "|Δx|"}))
@@ -282,7 +283,7 @@ fig
 xs_test, _ = eval_batch("artworks-test", t.working_size, 6 if FAST else None)
 counts_img = code_counts(t.flat(), t.K)
 code = int(counts_img.argmax())
-orig_p, dec_p = bench.code_patches(tok, xs_test, M, code, max_n=24)
+orig_p, dec_p = errors.code_patches(tok, xs_test, M, code, max_n=24)
 print(f"code <v{code}>: {int(counts_img[code])} of {t.M} tokens in this image; {len(orig_p)} patches shown "
       f"from {len(xs_test)} test artworks (top row: pixels, bottom row: decoded)")
 if len(orig_p):
@@ -302,7 +303,7 @@ if len(orig_p):
 # With p̂_k the frequency of code k over all tokens of the test artworks, H = −Σ p̂_k log2 p̂_k and
 # perplexity = 2^H: K when every code is used equally, 1 when one code takes everything. The
 # review's rule — "if a group of tokens appears too often, the codebook has collapsed" — becomes
-# `bench.collapse_check`: the 10 most frequent codes take more than half the tokens, or perplexity
+# `museumtok.eval.errors.collapse_check`: the 10 most frequent codes take more than half the tokens, or perplexity
 # is below 5% of K.
 
 # %%
@@ -313,7 +314,7 @@ for name in registry.names("tokenizer"):
     xb, _ = eval_batch("artworks-test", tk.working_size(m), 6 if FAST else None)
     with torch.no_grad():
         idx = tk.encode_tensor(xb, m).reshape(-1)
-    health[name] = (idx, tk.K, bench.collapse_check(idx, tk.K))
+    health[name] = (idx, tk.K, errors.collapse_check(idx, tk.K))
 display(Markdown("| tokenizer | K | tokens | codes used | usage | H bits (≤ log2 K) | perplexity | top-10 share | collapsed? |\n"
                  "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(
                      f"| {n} | {c['K']} | {c['n']} | {c['used']} | {c['usage']:.3f} | {c['entropy_bits']:.2f} ({math.log2(c['K']):.0f}) | "
@@ -357,8 +358,8 @@ if isinstance(getattr(tok, "codebook", None), torch.Tensor) and registry.get(TOK
             broken.codebook[4:] += 10.0
             xb, _ = eval_batch("artworks-test", tok.working_size(M), 6 if FAST else None)
             idx_b = broken.encode_tensor(xb, M)
-        cb = bench.collapse_check(idx_b, broken.K)
-        ok = bench.collapse_check(tok.encode_tensor(xb, M), tok.K)
+        cb = errors.collapse_check(idx_b, broken.K)
+        ok = errors.collapse_check(tok.encode_tensor(xb, M), tok.K)
         print(f"healthy: perplexity {ok['perplexity']:.1f}, collapsed={ok['collapsed']}; "
               f"broken: perplexity {cb['perplexity']:.2f}, top-10 share {cb['top_share']:.2f}, collapsed={cb['collapsed']}")
         assert cb["collapsed"] and not ok["collapsed"] and cb["used"] <= 4
@@ -366,7 +367,7 @@ if isinstance(getattr(tok, "codebook", None), torch.Tensor) and registry.get(TOK
 # %% [markdown]
 # ## 4. Which artworks fail, and why
 #
-# `bench.error_analysis` ranks the 15 held-out artworks by PSNR and measures, on the same crop the
+# `museumtok.eval.errors.error_analysis` ranks the 15 held-out artworks by PSNR and measures, on the same crop the
 # tokenizer saw, content statistics from `museumtok.metrics.content`: **high-frequency energy** (the
 # share of luminance spectral energy above ¼ of Nyquist), **edge density** (share of pixels with a
 # Sobel gradient above 0.05), **colourfulness** (Hasler & Süsstrunk 2003) and luminance contrast. The
@@ -379,7 +380,7 @@ if isinstance(getattr(tok, "codebook", None), torch.Tensor) and registry.get(TOK
 # the smallest (what makes it easy).
 
 # %%
-ranking = bench.error_analysis(TOK, "artworks-test", M)
+ranking = errors.error_analysis(TOK, "artworks-test", M)
 display(Markdown(f"**{TOK}, M = {M}** (working size {tok.working_size(M)} px)\n\n"
                  "| rank | artwork | artist | PSNR dB | SSIM | HF energy | edge density | colourfulness | reason |\n"
                  "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(

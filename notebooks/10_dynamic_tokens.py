@@ -83,7 +83,7 @@ from scipy.stats import spearmanr
 from museumtok import registry
 from museumtok.data.dataset import eval_batch
 from museumtok.dynamic import allocate_by_content, allocate_optimal, budget_report, prefix_curves
-from museumtok.evaluate import evaluate_tokenizer
+from museumtok.eval.metrics import evaluate_tokenizer
 from museumtok.metrics import psnr
 from museumtok.metrics.content import edge_density, spearman
 from museumtok.models.anym import keep_mask, sample_keep

@@ -83,7 +83,7 @@ from museumtok import desk
 from museumtok.data.catalog import load_catalog
 from museumtok.data.images import load_image
 from museumtok.llm import cost
-from museumtok.llm.backend import embedded_is_cached
+from museumtok.llm.backends import embedded_is_cached
 from museumtok.llm.retrieval import CatalogIndex, perturb
 from museumtok.paths import fast_mode
 from museumtok.viz import interact_or_call, lines_figure
@@ -148,7 +148,7 @@ assert all(-1e-6 <= c <= 1 + 1e-6 for c in conf)      # cosine of non-negative T
 
 # %%
 if embedded_is_cached() or not FAST:
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
 
     llm = TransformersBackend.embedded()
     ns = [64, 256, 512] if FAST else [64, 128, 256, 512, 1024, 2048]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from museumtok.app import chat as ch
-from museumtok.llm.backend import EchoBackend
+from museumtok.llm.backends import EchoBackend
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ def test_health_of_an_artwork(artwork_path, name):
     bars = r.figure.data[0]
     assert len(bars.y) == s["K"] and int(sum(bars.y)) == 256 and list(bars.y) == sorted(bars.y, reverse=True)
     assert f"{s['used']}" in health_markdown(r)
+    # the rate these tokens cost under the checkpoint's prior.json
+    assert s["bits_coded"] == pytest.approx(registry.load(name).entropy_bits(idx)) and "Range-coded" in r.markdown
 
 
 def _png(img):

@@ -1,7 +1,7 @@
 """The app's Codecs tab callback: real bytes, a bits-per-pixel map, JPEG/WebP at the same bits, clear errors."""
 import pytest
 
-from museumtok.app import codecs as cc
+from museumtok.app import compress as cc
 
 
 def test_bad_inputs_say_so(artwork_path):
@@ -26,7 +26,7 @@ def test_compress_artwork_with_each_family(artwork_path):
 
 
 def test_tokenizer_row_shows_entropy_coded_size(artwork_path):
-    from museumtok.app.callbacks import tokenize_image
+    from museumtok.app.tokenize import tokenize_image
 
     r = tokenize_image(str(artwork_path), "lloyd-patch-k256", 64, compare=False)
     note = r.metrics[0]["note"]

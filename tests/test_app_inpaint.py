@@ -64,3 +64,30 @@ def test_decoding_labels_exist_in_both_languages():
         en, vi = STRINGS[key]
         fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}   # noqa: E731
         assert en and vi and en != vi and fields(en) == fields(vi), key
+
+
+def test_maskgit_comes_from_the_registry_as_a_generator():
+    """MaskGIT and its AR twin are registry entries of kind "generator": never in the tokenizer menus, loaded
+    by name, and the Inpaint tab's tokenizer and M are the MaskGIT entry's."""
+    from museumtok import registry
+    from museumtok.app.header import tokenizer_choices
+
+    gens = {e.name: e for e in registry.entries("generator")}
+    assert {"maskgit-vqvae-f8-k1024-g8", "ar-vqvae-f8-k1024-g8"} <= set(gens)
+    assert not set(gens) & set(tokenizer_choices()) and not set(gens) & set(registry.names("tokenizer"))
+    e = gens[ip.MASKGIT]
+    assert (e.tokenizer, e.default_M) == (ip.TOKENIZER, ip.M) and registry.get(e.tokenizer).kind == "tokenizer"
+    if not ip.available()[0]:
+        pytest.skip(ip.available()[1])
+    mg, ar = registry.load(ip.MASKGIT), registry.load("ar-vqvae-f8-k1024-g8")
+    assert ip.maskgit() is mg and not mg.config.causal and ar.config.causal
+    assert mg.config.tokenizer == ar.config.tokenizer == ip.TOKENIZER
+    assert mg.config.grid[0] * mg.config.grid[1] == ip.M
+
+
+def test_museumtok_list_shows_the_generators(capsys):
+    from museumtok.cli import main
+
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(ip.MASKGIT + " "))
+    assert "§4.6" in line and "generator" in line

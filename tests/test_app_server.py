@@ -15,12 +15,15 @@ def test_tokenize_endpoint(client, kodak_path):
     out = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k1024", 64, 4096, 200, api_name="/tokenize")
     headline, original, recon, jpeg, webp, metrics = out[:6]
     assert Image.open(recon).size == (512, 512)                  # the 64 px working image shown ×8 for the screen
-    assert "64 tokens = 640 bits" in headline and "WebP" in headline   # the plain-words line
+    import museumtok
+
+    coded = round(museumtok.load("lloyd-patch-k1024").encode(str(kodak_path), 64).bits_coded)  # its prior's bits
+    assert f"64 tokens = {coded} bits" in headline and "(640 before entropy coding)" in headline and "WebP" in headline
     assert metrics["headers"][0] == "method"
-    assert metrics["data"][0][0] == "lloyd-patch-k1024" and metrics["data"][0][2] == 640
+    assert metrics["data"][0][0] == "lloyd-patch-k1024" and metrics["data"][0][2] == coded
     vi = client.predict(handle_file(str(kodak_path)), "lloyd-patch-k1024", 64, 4096, 200, "Tiếng Việt",
                         api_name="/tokenize")
-    assert "64 token = 640 bit" in vi[0]
+    assert f"64 token = {coded} bit" in vi[0] and "640 bit trước khi mã hoá entropy" in vi[0]
 
 
 def test_bad_file_gets_a_message_and_server_stays_up(client, tmp_path, kodak_path):

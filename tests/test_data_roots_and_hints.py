@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from museumtok import cli, paths
-from museumtok.app import callbacks as cb
+from museumtok.app import header as hd
 from museumtok.data.catalog import load_catalog
 
 
@@ -58,19 +58,19 @@ def test_no_images_hint_says_what_to_do(no_images):
 
 
 def test_app_gallery_says_how_to_get_images(no_images):
-    items = cb.catalog_gallery()
+    items = hd.catalog_gallery()
     assert items == []
-    label = cb.gallery_label(items)
+    label = hd.gallery_label(items)
     assert "No catalog images found" in label and ".venv/bin/museumtok data fetch" in label
     assert "MUSEUMTOK_DATA" in label
-    md = cb.catalog_hint(items)
+    md = hd.catalog_hint(items)
     assert "No catalog images found" in md and "`.venv/bin/museumtok data fetch`" in md and "restart" in md
 
 
 def test_app_gallery_label_is_the_usual_one_with_images():
     items = [("thumb.jpg", "a caption")]
-    assert cb.gallery_label(items) == cb.GALLERY_LABEL
-    assert cb.catalog_hint(items) == ""
+    assert hd.gallery_label(items) == hd.GALLERY_LABEL
+    assert hd.catalog_hint(items) == ""
 
 
 @pytest.mark.parametrize("argv", [

@@ -184,7 +184,7 @@ def test_the_inception_path_reads_a_file_in_the_hub_cache(monkeypatch, tmp_path)
 
 
 def test_bench_reports_them_or_says_what_they_need(data_available, monkeypatch, tmp_path):
-    from museumtok import bench
+    from museumtok.eval import bench
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from museumtok.models import ScaleHyperprior
-from museumtok.models.codec_base import float64_copy, to_8bit
-from museumtok.models.entroformer import (CausalLatentTransformer, ContextualHyperprior, MaskedConvContext,
-                                          diamond_table, relative_index)
+from museumtok.codecs.learned import ScaleHyperprior
+from museumtok.codecs.learned.base import float64_copy, to_8bit
+from museumtok.codecs.learned.entroformer import (CausalLatentTransformer, ContextualHyperprior,
+                                                  MaskedConvContext, diamond_table, relative_index)
 
 
 def _perturb_params(module, scale=0.05, seed=0):
@@ -134,7 +134,7 @@ def test_training_the_context_only_lowers_the_bits(hyperprior):
 
 def test_gan_decoder_keeps_the_bytes_and_trains_only_g_s(hyperprior):
     from museumtok.models.discriminator import patch_output_side
-    from museumtok.models.hific import ConditionalPatchGAN, HiFiCConfig, d_loss, g_adversarial
+    from museumtok.codecs.learned.hific import ConditionalPatchGAN, HiFiCConfig, d_loss, g_adversarial
     from museumtok.train.gan_decoder import GANDecoderConfig, compare_decoders, fit_gan_decoder, gan_decoder_from
 
     # HiFiC's non-saturating losses: −log D(x̂) and −log D(x) − log(1 − D(x̂)), D = sigmoid(logits)

@@ -13,8 +13,8 @@ import torch
 
 from museumtok.entropy import EntropyBottleneck, GaussianConditional, TableDecoder, TableEncoder, quantize_pmf
 from museumtok.entropy.coding import PRECISION
-from museumtok.models import FactorizedPrior, ScaleHyperprior
-from museumtok.models.codec_base import BitstreamError
+from museumtok.codecs.learned import FactorizedPrior, ScaleHyperprior
+from museumtok.codecs.learned.base import BitstreamError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def tiny_hyperprior():
 
 def test_model_roundtrip_is_lossless_wrt_latents(tiny_hyperprior):
     from museumtok.entropy.coding import TableDecoder as Dec
-    from museumtok.models.codec_base import HEADER
+    from museumtok.codecs.learned.base import HEADER
 
     m = tiny_hyperprior
     x = torch.rand(3, 70, 100)        # not a multiple of 64: padded, then cropped back
@@ -109,7 +109,7 @@ def test_model_roundtrip_is_lossless_wrt_latents(tiny_hyperprior):
     dec = Dec(words.astype(np.uint32))
     z_hat = m.entropy_bottleneck.decompress(dec, lat["z_hat"].shape)
     assert torch.equal(z_hat, lat["z_hat"])
-    from museumtok.models.codec_base import float64_copy
+    from museumtok.codecs.learned.base import float64_copy
 
     sigma = float64_copy(m.h_s)(z_hat.double())
     assert torch.equal(m.gaussian_conditional.decompress(dec, sigma), lat["y_hat"].double())
@@ -147,7 +147,7 @@ def test_bad_bitstreams_and_params_say_so(tiny_hyperprior):
 _DECODE = textwrap.dedent("""
     import hashlib, sys, torch
     torch.set_num_threads(int(sys.argv[3]))
-    from museumtok.models import ScaleHyperprior
+    from museumtok.codecs.learned import ScaleHyperprior
     m = ScaleHyperprior.from_pretrained(sys.argv[1]).eval()
     x = m.decompress(open(sys.argv[2], 'rb').read())
     print(hashlib.sha256((x * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest())
@@ -179,7 +179,7 @@ def test_formulas_match_compressai():
     from compressai.entropy_models import GaussianConditional as CGC
     from compressai.layers import GDN as CGDN
 
-    from museumtok.models.layers import GDN
+    from museumtok.codecs.layers import GDN
 
     g = torch.Generator().manual_seed(0)
     ours, theirs = EntropyBottleneck(5, filters=(3, 3, 3, 3)), CEB(5)
@@ -213,7 +213,7 @@ def test_formulas_match_compressai():
 def test_autoregressive_model_roundtrip_and_bits(kodak_path):
     """Minnen et al. 2018: sequential (raster-order) coding is lossless and its bits match the estimate."""
     from museumtok.data import load_image, working_image
-    from museumtok.models import ContextHyperprior
+    from museumtok.codecs.learned import ContextHyperprior
 
     torch.manual_seed(0)
     m = ContextHyperprior(N=8, M=12).eval()
@@ -222,7 +222,7 @@ def test_autoregressive_model_roundtrip_and_bits(kodak_path):
     enc = m.compress(x)
     lat = m._compress_latents(TableEncoder(), m.pad(x.unsqueeze(0)))
     x_hat = m.decompress(enc.data)
-    from museumtok.models.codec_base import float64_copy, to_8bit
+    from museumtok.codecs.learned.base import float64_copy, to_8bit
 
     assert torch.equal(x_hat, to_8bit(float64_copy(m.g_s)(lat["y_hat"])[0]))
     est = sum(m.estimate_bits(x).values())

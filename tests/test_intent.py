@@ -45,7 +45,7 @@ def test_english_and_unplaced_questions_pass_unchanged():
 
 def test_session_gives_the_model_the_canonical_question_and_logs_the_visitors(tmp_path):
     from museumtok.llm.audit import AuditLog
-    from museumtok.llm.backend import make_backend
+    from museumtok.llm.backends import make_backend
     from museumtok.llm.chat import ChatSession
 
     audit = AuditLog(tmp_path / "audit")

@@ -19,7 +19,7 @@ import torch
 
 from museumtok.llm import audit as audit_mod
 from museumtok.llm.audit import AuditLog, read_log, resolve_citations
-from museumtok.llm.backend import BackendError, EchoBackend, HTTPBackend, TransformersBackend, make_backend
+from museumtok.llm.backends import BackendError, EchoBackend, HTTPBackend, TransformersBackend, make_backend
 from museumtok.llm.budget import plan_budget
 from museumtok.llm.chat import ChatSession
 from museumtok.llm.cost import (LLAMA3_70B, TransformerShape, flop_counter_total, layer_flops, prefill_flops,
@@ -205,6 +205,49 @@ def test_kv_cache_reuse_gives_the_same_answer():
     assert cached.last_stats["reused_tokens"] == 0
 
 
+def test_concurrent_streams_take_turns_and_give_the_same_answers():
+    """Two visitors at once: the second answer starts before the first one ends (tokens interleave in
+    arrival order) and both answers are what each visitor gets alone."""
+    import threading
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok))
+    backend = TransformersBackend(model, tok, reuse_cache=True)
+    v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
+    backend.attach_vocab(v)
+    img = v.to_text(torch.arange(16) % 16)
+    questions = ["what colour is the painting ?", "who painted this ?"]
+    alone = []
+    for q in questions:
+        alone.append(backend.generate(prefix_messages(img, q, persona="system"), max_new_tokens=12))
+        backend.reset()
+    events, answers, stats = [], {}, {}
+    first_started = threading.Event()
+
+    def visitor(i):
+        pieces = []
+        for piece in backend.stream(prefix_messages(img, questions[i], persona="system"), max_new_tokens=12):
+            events.append(i)
+            pieces.append(piece)
+            if i == 0:
+                first_started.set()
+        answers[i], stats[i] = "".join(pieces), backend.last_stats
+
+    t0 = threading.Thread(target=visitor, args=(0,))
+    t0.start()
+    first_started.wait(10)
+    t1 = threading.Thread(target=visitor, args=(1,))
+    t1.start()
+    t0.join(30)
+    t1.join(30)
+    assert [answers[0], answers[1]] == alone
+    for i in (0, 1):                       # each thread reads the stats of its own answer
+        assert stats[i]["prompt_tokens"] == len(backend.encode_messages(prefix_messages(img, questions[i],
+                                                                                        persona="system")))
+    assert len(alone[0]) > 0 and events.count(0) > 2
+    assert events.index(1) < len(events) - 1 - events[::-1].index(0)                        # 1 began before 0 ended
+
+
 def test_soft_prefix_equals_token_prefix():
     model = tiny_llama(vocab_size=40)
     pre, mid, suf = torch.tensor([1, 2, 3]), torch.tensor([7, 8, 9, 10]), torch.tensor([4, 5])
@@ -339,13 +382,13 @@ def test_review_example_and_errata_agree():
 
 # ---- the real embedded model (one test; slow) ----------------------------------------------------------------------
 def _embedded_wanted() -> bool:
-    from museumtok.llm.backend import embedded_is_cached
+    from museumtok.llm.backends import embedded_is_cached
 
     return os.environ.get("CI") == "true" or embedded_is_cached()
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _embedded_wanted(), reason="SmolLM2 cache absent (runs in CI, or after `python -m museumtok.llm.backend`)")
+@pytest.mark.skipif(not _embedded_wanted(), reason="SmolLM2 cache absent (runs in CI, or after `python -m museumtok.llm.backends.embedded`)")
 def test_embedded_smollm2_chat_kv_cache_and_http(rng):
     from museumtok import registry
 

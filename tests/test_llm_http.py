@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from museumtok.llm.audit import AuditLog, prompt_hash, read_log
-from museumtok.llm.backend import (BackendError, EchoBackend, HTTPBackend, StopCutter, api_key_from_env,
+from museumtok.llm.backends import (BackendError, EchoBackend, HTTPBackend, StopCutter, api_key_from_env,
                                    make_backend, sse_data)
 from museumtok.llm.chat import ChatSession
 from museumtok.llm.serve import LoopbackServer
@@ -249,7 +249,7 @@ def _serve_wanted() -> str | None:
     """Why the real-server test cannot run here (None: it can). In CI a missing piece is a failure."""
     from transformers.utils.import_utils import is_serve_available
 
-    from museumtok.llm.backend import embedded_is_cached
+    from museumtok.llm.backends import embedded_is_cached
 
     if not is_serve_available():
         return "transformers serve needs `pip install 'transformers[serving]'` (the dev extras)"
@@ -274,7 +274,7 @@ def test_transformers_serve_chat_turn_with_image_tokens(tmp_path, rng):
     from transformers import AutoTokenizer
 
     from museumtok import registry
-    from museumtok.llm.backend import convert_embedded
+    from museumtok.llm.backends import convert_embedded
     from museumtok.llm.serve import ExternalServer
 
     folder = convert_embedded()                      # also gives an older cache its `architectures`

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from museumtok.evaluate_generative import (ComparisonConfig, box_psnr, compare_decodings, held_out_crops,
+from museumtok.eval.generative import (ComparisonConfig, box_psnr, compare_decodings, held_out_crops,
                                            inpainting_rows, likelihood_rows, markdown, mean_se,
                                            pairwise_disagreement)
 from museumtok.models.maskgit import MaskGIT, MaskGITConfig, box_region, masked_counts

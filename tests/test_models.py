@@ -7,8 +7,7 @@ from PIL import Image
 
 from museumtok.models import DVAE, VQVAE, DVAEConfig, VQVAEConfig
 from museumtok.models.layers import Encoder, level_channels
-from museumtok.tokenizers.dvae import DVAETokenizer
-from museumtok.tokenizers.vqvae import VQVAETokenizer
+from museumtok.tokenizers.autoencoder import AutoencoderTokenizer, DVAETokenizer, VQVAETokenizer
 
 TINY = dict(channels=(8, 16, 16), codebook_size=32, dim=8)
 
@@ -57,6 +56,18 @@ def test_save_from_pretrained_round_trip(cls, tmp_path):
     assert torch.equal(tok.encode_tensor(x), cls(m).encode_tensor(x))
 
 
+def test_generic_autoencoder_tokenizer_takes_the_model_class(tmp_path):
+    """The one generic class loads any family given its model class; the named ones only fix it."""
+    m = _models()[1]                                                      # a dVAE
+    DVAETokenizer(m).save_pretrained(tmp_path)
+    tok = AutoencoderTokenizer.from_pretrained(tmp_path, model_cls=DVAE)
+    assert type(tok.model) is DVAE and tok.model.config == m.config
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(tok.encode_tensor(x), DVAETokenizer.from_pretrained(tmp_path).encode_tensor(x))
+    with pytest.raises(TypeError, match="model_cls"):
+        AutoencoderTokenizer.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("cls", [VQVAETokenizer, DVAETokenizer])
 def test_encode_decode_contract(cls):
     m = _models()[0 if cls is VQVAETokenizer else 1]
@@ -102,7 +113,7 @@ def _synthetic_images(n=3):
 def test_resume_gives_identical_state(trainer, tmp_path):
     from museumtok.train import dvae as tdvae
     from museumtok.train import vqvae as tvq
-    from museumtok.train.autoencoder import RunLog, fit, model_kwargs
+    from museumtok.train.autoencoder import RunLog, fit
 
     mod = tvq if trainer == "vqvae" else tdvae
     cfg_cls = mod.VQVAETrainConfig if trainer == "vqvae" else mod.DVAETrainConfig
@@ -111,7 +122,7 @@ def test_resume_gives_identical_state(trainer, tmp_path):
         if trainer == "vqvae" else cfg_cls(channels=(8, 16, 16, 16), codebook_size=16, dim=4, steps=6,
                                            batch_size=2, crop=32, warmup=2, log_every=1, eval_every=2,
                                            save_every=2, max_minutes=0)
-    model_cls, conf_cls = (VQVAE, VQVAEConfig) if trainer == "vqvae" else (DVAE, DVAEConfig)
+    model_cls = VQVAE if trainer == "vqvae" else DVAE
     schedule = None
     if trainer == "dvae":
         def schedule(m, step):
@@ -122,7 +133,7 @@ def test_resume_gives_identical_state(trainer, tmp_path):
 
     def fresh():
         torch.manual_seed(0)
-        return model_cls(conf_cls(**model_kwargs(cfg, conf_cls)))
+        return model_cls(cfg.model)
 
     a = fresh()
     fit(a, cfg, images, tmp_path / "a", x_val=x_val, on_step=schedule, progress=False)
@@ -146,7 +157,7 @@ def test_compare_relaxations_trains_soft_and_straight_through_alike(tmp_path):
     straight-through; both report the codebook's usage/perplexity and the tokens' and the relaxed PSNR."""
     from museumtok.train.dvae import DVAETrainConfig, compare_relaxations, relaxed_psnr
 
-    assert DVAEConfig().hard is False and DVAETrainConfig().hard is False      # DALL·E trains on the relaxed sample
+    assert DVAEConfig().hard is False and DVAETrainConfig().model.hard is False  # DALL·E trains on the relaxed sample
     cfg = DVAETrainConfig(f=4, channels=(8, 16, 16), codebook_size=16, dim=4, steps=4, batch_size=2, crop=16,
                           warmup=1, log_every=1, eval_every=2, save_every=10**9, max_minutes=0)
     x_val = torch.rand(2, 3, 16, 16)
@@ -208,3 +219,6 @@ def test_train_command_writes_a_loadable_checkpoint_with_card(trainer, cls, tmp_
     assert [m["M"] for m in facts["metrics"]] == [64, 256, 1024]
     assert all(0 < m["psnr"] < 60 and 0 < m["usage"] <= 1 for m in facts["metrics"])
     assert (out / "eval_log.csv").read_text().splitlines()[0].startswith("step,wall_s,psnr,usage,perplexity")
+    from museumtok.tokenizers.prior import read_tokenizer_prior   # the trainer saved the entropy-coding prior
+
+    assert set(read_tokenizer_prior(out)) == {64, 256, 1024} and "## Entropy-coding prior" in (out / "README.md").read_text()

@@ -59,8 +59,8 @@ def _list_output() -> str:
 
 
 def test_without_the_files_they_are_hidden_with_the_reason(caches):
-    from museumtok.app.codecs import codec_choices
-    from museumtok.rd import learned_codecs
+    from museumtok.app.compress import codec_choices
+    from museumtok.eval.rd import learned_codecs
 
     e = registry.get("compressai-bmshj2018-hyperprior-q4")
     assert not e.available and e.learned
@@ -83,9 +83,9 @@ def test_without_the_files_they_are_hidden_with_the_reason(caches):
 @pytest.mark.parametrize("arch,quality", [("bmshj2018-factorized", 4), ("bmshj2018-hyperprior", 1),
                                           ("mbt2018-mean", 8), ("cheng2020-anchor", 3)])
 def test_a_stand_in_in_the_hub_cache_compresses_a_real_image(caches, arch, quality, artwork_path):
-    from museumtok.app.codecs import codec_choices
+    from museumtok.app.compress import codec_choices
     from museumtok.data.images import load_image, working_image
-    from museumtok.rd import learned_codecs
+    from museumtok.eval.rd import learned_codecs
 
     name, net = write_compressai_stand_in(arch, quality)
     e = registry.get(name)
@@ -106,7 +106,7 @@ def test_a_stand_in_in_the_hub_cache_compresses_a_real_image(caches, arch, quali
     with torch.no_grad():
         ref = net.eval().decompress(**{k: v for k, v in net.compress(x[None]).items()})["x_hat"][0]
     assert (x_hat - ref.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
-    from museumtok.models.codec_base import BitstreamError
+    from museumtok.codecs.learned.base import BitstreamError
 
     with pytest.raises(BitstreamError):
         codec.decompress(enc.data[:-3])                                       # truncated
@@ -119,9 +119,9 @@ def test_a_stand_in_in_the_hub_cache_compresses_a_real_image(caches, arch, quali
 
 
 def test_it_appears_in_the_codecs_tab_rd_and_bench(caches, artwork_path, data_available):
-    from museumtok.app.codecs import compress_image
-    from museumtok.bench import run_bench
-    from museumtok.rd import run_rd
+    from museumtok.app.compress import compress_image
+    from museumtok.eval.bench import run_bench
+    from museumtok.eval.rd import run_rd
 
     name, _ = write_compressai_stand_in("mbt2018-mean", 4)
     res = compress_image(str(artwork_path), name, size=256, compare=False)

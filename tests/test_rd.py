@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from museumtok.entropy.unigram import UnigramPrior
-from museumtok.rd import (COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK, bd_psnr, bd_rate, bd_table, evaluate_codec,
+from museumtok.eval.rd import (COMPRESSAI_BMSHJ2018_HYPERPRIOR_KODAK, bd_psnr, bd_rate, bd_table, evaluate_codec,
                           rd_images, write_rd)
 
 RATES = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
@@ -74,7 +74,7 @@ def test_unigram_prior_codes_tokens_losslessly_near_their_entropy():
 
 def test_small_rd_run_writes_json_html_png(tmp_path, data_available):
     import museumtok
-    from museumtok.models import ScaleHyperprior
+    from museumtok.codecs.learned import ScaleHyperprior
 
     images = [(i, x[:, :128, :192]) for i, x in rd_images("kodak", limit=2)]
     jpeg = museumtok.load("jpeg")
@@ -100,7 +100,7 @@ def test_small_rd_run_writes_json_html_png(tmp_path, data_available):
 
 
 def test_psnr_gain_at_rate_reads_a_single_point_against_a_curve():
-    from museumtok.rd import psnr_gain_at_rate, summary_table
+    from museumtok.eval.rd import psnr_gain_at_rate, summary_table
 
     # JPEG-like anchor on a line in log-rate (PCHIP reproduces it exactly); one learned point 1.5 dB above it
     rates = np.geomspace(0.1, 2.0, 8)

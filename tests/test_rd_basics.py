@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from museumtok.codecs.pillow import PillowCodec
-from museumtok.evaluate import codec_rd_points, mean_rd_curve
+from museumtok.eval.metrics import codec_rd_points, mean_rd_curve
 from museumtok.llm.budget import ContextBudget
 from museumtok.metrics.rate import HIGH_RATE_GAP_BITS, gaussian_distortion, gaussian_rate, lagrangian_best
 from museumtok.quantize.scalar import scalar_rd_point, uniform_quantize

@@ -198,7 +198,7 @@ def test_app_token_attention(artwork_path):
 @pytest.mark.parametrize("name,Ms", [("anym-k1000", (1, 8, 64)), ("multiscale-k1000", (64, 320))])
 def test_bundled_checkpoints_improve_with_M(name, Ms, data_available):
     from museumtok import registry
-    from museumtok.evaluate import evaluate_tokenizer
+    from museumtok.eval.metrics import evaluate_tokenizer
 
     if name not in registry.names("tokenizer"):
         pytest.skip(f"{name} not bundled")

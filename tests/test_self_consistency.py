@@ -11,7 +11,7 @@ import torch
 
 from museumtok.llm import guide as G
 from museumtok.llm.audit import AuditLog, read_log
-from museumtok.llm.backend import ChatBackend, make_backend
+from museumtok.llm.backends import ChatBackend, make_backend
 from museumtok.llm.chat import ChatSession
 from museumtok.llm.consistency import answer_kind, reading, sample_answers, vote
 
@@ -166,7 +166,7 @@ def test_the_guard_still_checks_the_voted_answer():
 
 # ---- batched sampling ------------------------------------------------------------------------------------
 def test_generate_many_samples_reproducibly_and_stays_greedy_at_zero():
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
     from museumtok.llm.sft import tiny_llama
 
     model, hf_tok = tiny_llama()
@@ -184,7 +184,7 @@ def test_generate_many_samples_reproducibly_and_stays_greedy_at_zero():
 # ---- the chat evaluation ---------------------------------------------------------------------------------
 def test_eval_chat_records_self_consistency(tmp_path):
     from museumtok.eval.chat import label, markdown, run_chat_eval, write_chat_eval
-    from museumtok.llm.backend import EchoBackend
+    from museumtok.llm.backends import EchoBackend
 
     try:
         res = run_chat_eval("lloyd-patch-k256", 64, EchoBackend(), adapter=None, limit=1, progress=False,

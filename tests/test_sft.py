@@ -151,7 +151,7 @@ def test_adapter_saves_and_reloads_to_identical_outputs(tiny, tmp_path):
     with torch.no_grad():
         ref = pm(input_ids=ids).logits
     save_adapter(tmp_path, pm, delta, AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake"))
-    assert (tmp_path / "adapter.safetensors").stat().st_size < 1_000_000
+    assert (tmp_path / "adapter_model.safetensors").stat().st_size < 1_000_000
 
     model2, _ = _fresh(tiny)                                     # fresh base + same vocab, then the adapter
     vocab2 = ImageVocab.for_tokenizer("fake", 16)
@@ -172,6 +172,110 @@ def test_adapter_saves_and_reloads_to_identical_outputs(tiny, tmp_path):
         assert abs(float(s) - ref_s) < 1e-4
 
 
+def _nontrivial_adapter(tiny, cfg):
+    from museumtok.llm.sft import add_adapter
+
+    model, vocab = _fresh(tiny)
+    pm, delta = add_adapter(model, vocab, cfg)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+        delta.delta.normal_(0, 0.1)
+        if delta.pos2d:
+            delta.pos_row.normal_(0, 0.1)
+            delta.pos_col.normal_(0, 0.1)
+    return pm.eval(), delta, vocab
+
+
+def test_adapter_is_in_peft_format_and_peft_loads_its_lora(tiny, tmp_path):
+    """peft's own loader reads the saved folder: the same LoRA factors, the same logits on text."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from museumtok.llm.sft import AdapterConfig, save_adapter
+
+    cfg = AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake", base="tiny")
+    pm, delta, vocab = _nontrivial_adapter(tiny, cfg)
+    save_adapter(tmp_path, pm, delta, cfg)
+    assert {p.name for p in tmp_path.iterdir()} == {"adapter_config.json", "adapter_model.safetensors",
+                                                   "image_rows.safetensors", "config.json"}
+    ids = torch.tensor([tiny[1]("Visitor: Is it bright?\nGuide:", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        ref = pm(input_ids=ids).logits
+    base, _ = _fresh(tiny)                                      # same seed: the same base weights
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path)).eval()
+    saved = load_file(str(tmp_path / "adapter_model.safetensors"))
+    loaded = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
+    assert len(loaded) == len(saved) > 0
+    for k, v in saved.items():                                   # peft's key names: ...q_proj.lora_A.weight
+        assert torch.equal(loaded[k.replace(".weight", ".default.weight")], v), k
+    with torch.no_grad():
+        assert torch.allclose(peft_model(input_ids=ids).logits, ref, atol=1e-6)   # text only: ΔE plays no part
+
+
+def test_old_layout_adapter_loads_and_converts_to_identical_outputs(tiny, tmp_path):
+    """An adapter saved before peft's layout (one adapter.safetensors) loads as before, and
+    convert_adapter rewrites it in place without changing a single output."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from museumtok.llm.sft import (AdapterConfig, convert_adapter, image_ids, load_adapter, read_adapter_config,
+                                   save_adapter)
+
+    cfg = AdapterConfig(r=4, alpha=8, K=16, M=4, tokenizer="fake", base="tiny", version=2, pos2d=4)
+    pm, delta, vocab = _nontrivial_adapter(tiny, cfg)
+    save_adapter(tmp_path / "new", pm, delta, cfg)
+    old = tmp_path / "old"                                       # the earlier layout, built from the same tensors
+    old.mkdir()
+    state = {**load_file(str(tmp_path / "new" / "adapter_model.safetensors")),
+             **load_file(str(tmp_path / "new" / "image_rows.safetensors"))}
+    save_file(state, str(old / "adapter.safetensors"))
+    d = json.loads((tmp_path / "new" / "config.json").read_text())
+    d.pop("_class_name")
+    (old / "config.json").write_text(json.dumps(d))
+
+    hf_tok = tiny[1]
+    ids = torch.tensor([image_ids(vocab, torch.arange(4).view(2, 2)) + hf_tok("Guide:")["input_ids"]])
+
+    def logits(folder):
+        model, _ = _fresh(tiny)
+        v = ImageVocab.for_tokenizer("fake", 16)
+        v.attach(model, hf_tok)
+        pm2, _, _, _ = load_adapter(folder, model, hf_tok, v)
+        with torch.no_grad():
+            return pm2(input_ids=ids).logits
+
+    before = logits(old)
+    assert torch.allclose(before, logits(tmp_path / "new"), atol=0)
+    assert convert_adapter(old) and not (old / "adapter.safetensors").exists()
+    assert not convert_adapter(old)                              # nothing left to convert
+    assert torch.equal(logits(old), before)
+    assert read_adapter_config(old) == read_adapter_config(tmp_path / "new") == cfg
+    assert json.loads((old / "config.json").read_text())["_class_name"] == "PeftModel"
+    peft_cfg = json.loads((old / "adapter_config.json").read_text())
+    assert peft_cfg["r"] == 4 and peft_cfg["lora_alpha"] == 8 and peft_cfg["peft_type"] == "LORA"
+
+
+def test_bundled_adapters_are_in_peft_format():
+    import json
+
+    from museumtok.paths import CHECKPOINT_DIR
+
+    folders = sorted(CHECKPOINT_DIR.glob("sft-*"))
+    if not folders:
+        pytest.skip("no bundled SFT adapter")
+    for d in folders:
+        assert not (d / "adapter.safetensors").exists(), d
+        peft_cfg = json.loads((d / "adapter_config.json").read_text())
+        ours = json.loads((d / "config.json").read_text())
+        assert ours["_class_name"] == "PeftModel" and (d / "adapter_model.safetensors").is_file(), d
+        assert (peft_cfg["r"], peft_cfg["lora_alpha"], sorted(peft_cfg["target_modules"])) == \
+            (ours["r"], ours["alpha"], sorted(ours["targets"])), d
+        assert peft_cfg["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct", d
+
+
 def test_prompt_conditions(tiny):
     from museumtok.llm.sft import prompt_ids
 
@@ -188,12 +292,12 @@ def test_prompt_conditions(tiny):
 
 
 def test_bundled_adapter_loads_onto_the_embedded_llm():
-    from museumtok.llm.backend import TransformersBackend, embedded_is_cached
+    from museumtok.llm.backends import TransformersBackend, embedded_is_cached
     from museumtok.llm.sft import load_adapter
     from museumtok.paths import CHECKPOINT_DIR
 
     d = CHECKPOINT_DIR / "sft-smollm2-lloyd-k1024"
-    if not (d / "adapter.safetensors").is_file():
+    if not (d / "adapter_model.safetensors").is_file():
         pytest.skip("no bundled SFT adapter")
     if not embedded_is_cached():
         pytest.skip("the embedded SmolLM2 is not converted yet")
@@ -281,7 +385,7 @@ def test_code_words_and_word_init(tiny):
 
 
 def test_backend_switches_the_adapter_with_the_tokenizer(tiny, tmp_path):
-    from museumtok.llm.backend import TransformersBackend
+    from museumtok.llm.backends import TransformersBackend
     from museumtok.llm.prompt import prefix_messages
     from museumtok.llm.sft import guide_ids_from_messages
 
@@ -321,7 +425,7 @@ def test_chat_uses_the_bundled_adapter_for_its_tokenizer():
     lloyd-patch-k1024 (answers in the trained form) and off for another tokenizer."""
     import museumtok
     from museumtok import registry
-    from museumtok.llm.backend import TransformersBackend, embedded_is_cached
+    from museumtok.llm.backends import TransformersBackend, embedded_is_cached
     from museumtok.llm.chat import ChatSession
 
     entry = registry.get("lloyd-patch-k1024")

@@ -58,7 +58,7 @@ def test_lloyd_patch_roundtrip_of_its_own_codewords():
 
 
 def test_lloyd_patch_beats_a_random_codebook(kodak_path):
-    from museumtok.evaluate import evaluate_tokenizer
+    from museumtok.eval.metrics import evaluate_tokenizer
     from museumtok.tokenizers.lloyd_patch import LloydPatchTokenizer
 
     trained = museumtok.load("lloyd-patch-k256")

@@ -29,7 +29,7 @@ def test_warm_up_keeps_a_trained_checkpoint_that_plain_adam_restarts_wreck(data_
     # codec at full lr undoes it; the trainer's linear warm-up (lr·(step+1)/warmup) does not
     from museumtok.data.images import load_image, pil_to_tensor
     from museumtok.data.catalog import named_set
-    from museumtok.models import ScaleHyperprior
+    from museumtok.codecs.learned import ScaleHyperprior
     from museumtok.paths import CHECKPOINT_DIR
 
     torch.set_num_threads(1)

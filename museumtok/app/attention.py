@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .. import registry
-from ..data.images import ImageLoadError, load_image, working_image
-from ..tokenizers.base import UnsupportedM
+from ..data.images import working_image
 from ..viz import attention_mosaic, attention_overlay
+from .prepare import prepare
 
 
 @dataclass
@@ -22,27 +21,22 @@ class AttentionResult:
     message: str = ""
 
 
-def token_attention(source, name: str, M, token, size: int = 256) -> AttentionResult:
-    """Attention of token ``token`` (0-based) among the first M tokens of ``name`` on ``source``."""
-    if source is None:
-        return AttentionResult(message="Pick or upload an image first.")
-    try:
-        tok = registry.load(name)
-    except Exception as e:  # unknown name or missing checkpoint: a message, not a crash
-        return AttentionResult(message=str(e))
+def token_attention(source, name: str, M, token, size: int = 256, lang: str = "en") -> AttentionResult:
+    """Attention of token ``token`` (0-based) among the first M tokens of ``name`` on ``source`` (bad input:
+    :func:`museumtok.app.prepare.prepare`'s message)."""
+    p = prepare(source, name, M, lang=lang)
+    if isinstance(p, str):
+        return AttentionResult(message=p)
+    tok, M = p.model, p.M
     if not hasattr(tok, "attention_maps"):
         return AttentionResult(message=f"{name} has grid tokens: each token is its own patch (see the token grid).")
     try:
-        M = tok.check_M(M)
         token = int(token)
-    except (UnsupportedM, TypeError, ValueError) as e:
+    except (TypeError, ValueError) as e:
         return AttentionResult(message=str(e))
     if not 0 <= token < M:
         return AttentionResult(message=f"token must be between 0 and {M - 1} for M = {M}")
-    try:
-        wi = working_image(load_image(source).image, tok.working_size(M))
-    except ImageLoadError as e:
-        return AttentionResult(message=str(e))
+    wi = working_image(p.image, tok.working_size(M))
     maps = tok.attention_maps(wi.x[None], M)[0]                         # (M, h, w)
     overlay = attention_overlay(wi.x, maps[token]).resize((size, size), Image.NEAREST)
     return AttentionResult(overlay, attention_mosaic(wi.x, maps, columns=8, scale=2),

@@ -23,12 +23,13 @@ from typing import Any, Iterator
 from .. import registry
 from ..data.images import ImageLoadError, load_image
 from ..llm.audit import AuditLog
-from ..llm.backend import BackendError, ChatBackend, backend_spec, make_backend
+from ..llm.backends import BackendError, ChatBackend, backend_spec, make_backend
 from ..llm.budget import ContextBudget
 from ..llm.chat import ChatSession
 from ..paths import cache_dir
-from ..tokenizers.base import UnsupportedM
 from ..viz import budget_figure, token_grid_figure
+from .i18n import error_text, t as tr
+from .prepare import no_source, prepare
 
 MAX_SESSIONS = 200
 DEFAULT_CONTEXT = 2048
@@ -70,7 +71,7 @@ class LazyBackend:
                 if self.started is None:
                     self.started = time.monotonic()
                 try:
-                    from ..llm.backend import embedded_is_cached
+                    from ..llm.backends import embedded_is_cached
 
                     self.stage = ("converting the embedded model once (~35 s)" if backend_spec(self.spec) == "embedded"
                                   and not embedded_is_cached() else "loading the language model")
@@ -243,14 +244,14 @@ def load_image_for_chat(source, tokenizer: str, M, sid: str | None = None, conte
 
     ``recognise``: look the image up in the catalog first; a match's card goes into the prompt, and
     an unknown work is routed to the fallback backend when ``$MUSEUMTOK_LLM_FALLBACK`` is set."""
-    if source is None or (isinstance(source, str) and not source.strip()):
-        return ChatView(sid=sid, notice="Upload an image or pick an artwork first.")
+    if no_source(source):
+        return ChatView(sid=sid, notice=tr("need_image"))
     lines = []
     if recognise:
         try:
             found, line, known = identify(load_image(source).image)
         except ImageLoadError as e:
-            return ChatView(sid=sid, notice=f"**⚠ Cannot use this file: {e}**")
+            return ChatView(sid=sid, notice=f"**⚠ {tr('cannot_use', why=error_text(e))}**")
         card = card or found
         lines.append(line)
         if not known and FALLBACK.spec:
@@ -266,18 +267,13 @@ def load_image_for_chat(source, tokenizer: str, M, sid: str | None = None, conte
 
 
 def _load_with(backend, source, tokenizer, M, sid, context, card, lines) -> ChatView:
-    try:
-        entry = registry.get(tokenizer)
-        if entry.kind != "tokenizer":
-            return ChatView(sid=sid, notice=f"**⚠ {tokenizer} is a codec, not a tokenizer.**")
-        loaded = load_image(source)
-        tok = registry.load(tokenizer)
-        Mv = tok.check_M(M)
-    except (KeyError, ImageLoadError, UnsupportedM, FileNotFoundError) as e:
-        return ChatView(sid=sid, notice=f"**⚠ {e}**")
+    p = prepare(source, tokenizer, M)
+    if isinstance(p, str):
+        return ChatView(sid=sid, notice=f"**⚠ {p}**")
+    tok, Mv = p.model, p.M
     sid, s = _session(sid, backend, context)
     name = getattr(source, "name", None) or str(source)
-    s.set_image(tok, loaded.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
+    s.set_image(tok, p.image, Mv, image_id=name.rsplit("/", 1)[-1], card=card)
     s.source_key = (str(source), tokenizer, Mv)
     lines.append(f"New image: {s.tokens.M} tokens of {tokenizer} in the prompt; the conversation "
                  f"and the KV cache start afresh. Backend: `{backend.name}`.")
@@ -298,7 +294,7 @@ def ensure_image(source, tokenizer: str, M, sid: str | None, context: int | None
                  recognise: bool = True) -> ChatView | None:
     """Load the app's current artwork into the chat unless the session already looks at it (same file,
     tokenizer and M): the Chat tab follows the header's artwork without a second upload. None: nothing to do."""
-    if source is None or (isinstance(source, str) and not source.strip()):
+    if no_source(source):
         return None
     try:
         Mv = registry.load(tokenizer).check_M(M) if registry.get(tokenizer).kind == "tokenizer" else M

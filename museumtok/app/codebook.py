@@ -1,7 +1,7 @@
 """The app's codebook-health panel (§4.3, §9.3): which codes one image uses, for the chosen tokenizer.
 
 A pure callback: image, tokenizer name and M in; a usage histogram, the numbers and a short
-explanation out. Bad input returns a message, never an exception.
+explanation out. Bad input returns a message (:func:`museumtok.app.prepare.prepare`'s), never an exception.
 
 Perplexity is exp H(p̂) over the image's M tokens (see :mod:`museumtok.metrics.codebook`). On a
 single image at most min(M, K) codes can appear, so "dead" here means "not used by this image";
@@ -13,11 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import registry
-from ..data.images import ImageLoadError, load_image
 from ..metrics import code_counts, codebook_stats
-from ..tokenizers.base import UnsupportedM
 from ..viz import codebook_usage_figure
+from .prepare import prepare
 
 
 @dataclass
@@ -28,26 +26,13 @@ class CodebookHealth:
     markdown: str = ""
 
 
-def codebook_health(source, tokenizer: str, M: int | None = None) -> CodebookHealth:
-    """Usage histogram, perplexity and dead codes of ``tokenizer`` on one image at ``M`` tokens."""
-    if source is None or (isinstance(source, str) and not source.strip()):
-        return CodebookHealth(error="Upload an image or pick an artwork from the gallery first.")
-    try:
-        entry = registry.get(tokenizer)
-    except KeyError as err:
-        return CodebookHealth(error=str(err))
-    if entry.kind != "tokenizer":
-        return CodebookHealth(error=f"{tokenizer} is a codec: it has no codebook to inspect.")
-    try:
-        img = load_image(source).image
-        tok = registry.load(tokenizer)
-        t = tok.encode(img, tok.check_M(M))
-    except ImageLoadError as err:
-        return CodebookHealth(error=f"Cannot use this file: {err}")
-    except UnsupportedM as err:
-        return CodebookHealth(error=str(err))
-    except (registry.CheckpointMissing, FileNotFoundError) as err:
-        return CodebookHealth(error=str(err))
+def codebook_health(source, tokenizer: str, M: int | None = None, lang: str = "en") -> CodebookHealth:
+    """Usage histogram, perplexity and dead codes of ``tokenizer`` on one image at ``M`` tokens (bad input:
+    :func:`museumtok.app.prepare.prepare`'s message in ``error``)."""
+    p = prepare(source, tokenizer, M, encode=True, lang=lang)
+    if isinstance(p, str):
+        return CodebookHealth(error=p)
+    t = p.tokens
     counts = code_counts(t.indices, t.K)
     st = codebook_stats(counts, t.K, counts=True)
     cap = min(t.M, t.K)
@@ -59,6 +44,10 @@ def codebook_health(source, tokenizer: str, M: int | None = None) -> CodebookHea
           f"One image of {t.M} tokens can use at most {cap} codes, so perplexity ≤ {cap}; a healthy codebook "
           "spreads an image's tokens over many codes, a collapsed one repeats a few. The model card gives "
           "usage over a whole held-out set.")
+    if t.bits_coded is not None:   # the checkpoint's prior.json: the rate these tokens really cost
+        stats["bits_coded"] = float(t.bits_coded)
+        md += (f"\n\nRange-coded under the prior fitted on the training split: **{t.bits_coded:.0f} bits** "
+               f"({t.bits_coded / t.M:.2f} per token) against {t.bits_raw:.0f} raw (M·log2 K).")
     return CodebookHealth(figure=codebook_usage_figure(counts), stats=stats, markdown=md)
 
 

@@ -68,6 +68,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "att_token": ("Token (0 = first)", "Token (0 = đầu tiên)"),
     "att_run": ("Show where this token looks", "Xem token này nhìn vào đâu"),
     "plain_line": ("**{M} tokens = {bits} bits.** {verdict}", "**{M} token = {bits} bit.** {verdict}"),
+    "plain_line_coded": ("**{M} tokens = {bits} bits** ({raw} before entropy coding). {verdict}",
+                         "**{M} token = {bits} bit** ({raw} bit trước khi mã hoá entropy). {verdict}"),
     "verdict_worse": ("With the same bits {codec} gives a worse picture ({psnr_c} dB against {psnr_t} dB){match}.",
                       "Với cùng số bit, {codec} cho ảnh kém hơn ({psnr_c} dB so với {psnr_t} dB){match}."),
     "verdict_better": ("With the same bits {codec} gives a better picture ({psnr_c} dB against {psnr_t} dB): tokens are "
@@ -156,6 +158,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "need_image": ("Upload an image or pick an artwork first.", "Hãy tải ảnh lên hoặc chọn một tác phẩm trước."),
     "cannot_use": ("Cannot use this file: {why}", "Không dùng được tệp này: {why}"),
     "is_codec": ("{name} is a codec, not a tokenizer.", "{name} là bộ nén, không phải bộ mã hoá token."),
+    "not_tokenizer": ("{name} is not a tokenizer: choose one from the menu.",
+                      "{name} không phải bộ mã hoá token: hãy chọn một mục trong danh sách."),
     "working": ("Working…", "Đang xử lý…"),
     "loading_tok": ("Loading the tokenizer {name}…", "Đang tải bộ mã hoá {name}…"),
     "encoding": ("Encoding into tokens…", "Đang mã hoá thành token…"),

@@ -6,44 +6,38 @@ MaskGIT (trained on the 8×8 token grids of ``vqvae-f8-k1024`` at 64 px) regener
 steps. ``decoding="paper"`` (default) is MaskGIT's published decoder (sample at τ = 1, keep the most
 probable, annealed Gumbel choice noise); ``decoding="review"`` is the review's §4.6 schedule
 τ_t = max(τ_min, τ0·α^t), the only one the temperature slider (τ0) acts on. Tokens outside the box never
-change. Pure functions, unit-tested; ``app.py`` only wires them.
+change. Pure functions, unit-tested; ``app.py`` only wires them. MaskGIT comes from the registry (kind
+"generator"), the image and its tokens from :func:`museumtok.app.prepare.prepare`.
 """
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 
 from .. import registry
-from ..data.images import ImageLoadError, load_image, tensor_to_pil
-from ..paths import CHECKPOINT_DIR
-from .i18n import error_text, t as tr
+from ..data.images import tensor_to_pil
+from .i18n import t as tr
+from .prepare import no_source, prepare
 
-MASKGIT = "maskgit-vqvae-f8-k1024-g8"   # checkpoint folder of the bundled MaskGIT
-TOKENIZER = "vqvae-f8-k1024"             # the frozen tokenizer it was trained on
-M = 64                                   # its 8×8 grid (64 px working image, f = 8)
+MASKGIT = "maskgit-vqvae-f8-k1024-g8"   # registry name (kind "generator") of the bundled MaskGIT
+TOKENIZER = "vqvae-f8-k1024"             # the frozen tokenizer it was trained on (its entry's ``tokenizer``)
+M = 64                                   # its 8×8 grid (64 px working image, f = 8; its entry's ``default_M``)
 SHOW = 512                               # displayed size (nearest-neighbour upscaling)
 MASK_GREY = 0.5
-_LOCK = threading.Lock()
-_MODEL = {}
 
 
 def available() -> tuple[bool, str]:
-    ok = (CHECKPOINT_DIR / MASKGIT / "config.json").is_file() and registry.get(TOKENIZER).available
-    return ok, "" if ok else f"the MaskGIT checkpoint {MASKGIT} or the tokenizer {TOKENIZER} is not bundled"
+    """(True, "") when the MaskGIT checkpoint and its tokenizer are bundled, else (False, what is missing)."""
+    why = registry.get(MASKGIT).unavailable_reason
+    return why is None, "" if why is None else f"{MASKGIT}: {why}"
 
 
 def maskgit():
-    """The bundled MaskGIT, loaded once per process."""
-    with _LOCK:
-        if "m" not in _MODEL:
-            from ..models.maskgit import MaskGIT
-
-            _MODEL["m"] = MaskGIT.from_pretrained(str(CHECKPOINT_DIR / MASKGIT)).eval()
-        return _MODEL["m"]
+    """The bundled MaskGIT, loaded once per process (by the registry)."""
+    return registry.load(MASKGIT)
 
 
 def token_box(x0: float, y0: float, x1: float, y1: float, h: int, w: int) -> tuple[int, int, int, int]:
@@ -109,16 +103,15 @@ def strokes_of(editor) -> "torch.Tensor | None":
 
 def canvas_for(source, lang: str = "en") -> tuple[Image.Image | None, str]:
     """The working image the presenter draws on, upscaled for the screen; (image, message)."""
-    if source is None or (isinstance(source, str) and not source.strip()):
+    if no_source(source):
         return None, tr("need_image", lang)
     ok, why = available()
     if not ok:
         return None, tr("inpaint_unavailable", lang, why=why)
-    try:
-        t = registry.load(TOKENIZER).encode(load_image(source).image, M)
-    except ImageLoadError as err:
-        return None, tr("cannot_use", lang, why=error_text(err, lang))
-    return _show(t.working.x), ""
+    p = prepare(source, TOKENIZER, M, encode=True, lang=lang)
+    if isinstance(p, str):
+        return None, p
+    return _show(p.tokens.working.x), ""
 
 
 DECODINGS = ("paper", "review")          # MaskGIT's published decoder; the review's τ_t schedule
@@ -144,7 +137,7 @@ def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625
     """Mask the tokens under the box (fractions of the image), or under ``strokes`` (painted pixels over the
     displayed working image), and let MaskGIT regenerate them. ``decoding``: "paper" (default; the
     ``temperature`` is not used) or "review" (``temperature`` is τ0 of τ_t = max(0.1, τ0·0.9^t))."""
-    if source is None or (isinstance(source, str) and not source.strip()):
+    if no_source(source):
         return InpaintResult(error=tr("need_image", lang))
     ok, why = available()
     if not ok:
@@ -159,14 +152,16 @@ def inpaint_image(source, x0: float = 0.375, y0: float = 0.25, x1: float = 0.625
         decoding = (decoding or "paper").strip().lower()
         if decoding not in DECODINGS:
             raise ValueError(f"decoding must be 'paper' or 'review', got {decoding!r}")
-        loaded = load_image(source)
-        tok = registry.load(TOKENIZER)
-        t = tok.encode(loaded.image, M)
-        grid = t.indices.long()                                        # (8, 8)
-        h, w = grid.shape
+    except ValueError as err:
+        return InpaintResult(error=str(err))
+    p = prepare(source, TOKENIZER, M, encode=True, lang=lang)
+    if isinstance(p, str):
+        return InpaintResult(error=p)
+    tok, t = p.model, p.tokens
+    grid = t.indices.long()                                            # (8, 8)
+    h, w = grid.shape
+    try:
         box = token_box(x0, y0, x1, y1, h, w) if strokes is None else None
-    except ImageLoadError as err:
-        return InpaintResult(error=tr("cannot_use", lang, why=error_text(err, lang)))
     except ValueError as err:
         return InpaintResult(error=str(err))
     if box is not None:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..models.codec_base import HEADER, BitstreamError, bits_per_pixel_map, check_image, to_8bit
 from .base import Codec, EncodedImage
+from .learned.base import HEADER, QUALITY_LAMBDAS, BitstreamError, bits_per_pixel_map, check_image, to_8bit
 
 #: first header byte per architecture (ours use small ids; these stay clear of them)
 FORMAT_IDS = {"bmshj2018-factorized": 101, "bmshj2018-hyperprior": 102, "mbt2018-mean": 103, "cheng2020-anchor": 104}
@@ -75,7 +75,6 @@ class CompressAICodec(Codec):
         from compressai.zoo.image import model_architectures
 
         from .. import weights as W
-        from ..train.neural_codecs import QUALITY_LAMBDAS
 
         if (arch, quality) not in W.COMPRESSAI_FILES or metric != "mse":
             raise ValueError(f"no published CompressAI file registered for {arch} quality {quality} ({metric})")

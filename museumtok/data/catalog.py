@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -70,10 +71,40 @@ class CatalogEntry:
 
     def card(self) -> str:
         """The catalog card as put in an LLM prompt: "Title: …; Artist: …; Date: …; Medium: …"
-        (:class:`museumtok.llm.guide.Card`, the form the guide is trained to read)."""
-        from ..llm.guide import Card
-
+        (:class:`Card`, the form the guide is trained to read)."""
         return Card.of(self).text()
+
+
+# ---- the catalog card the LLM guide reads (museumtok.llm.guide puts it in the prompt) --------------------
+CARD_FIELDS = ("title", "artist", "date", "medium")
+
+
+@dataclass(frozen=True)
+class Card:
+    """The catalog facts the prompt gives the guide (what it may say about the work)."""
+
+    title: str
+    artist: str
+    date: str
+    medium: str
+
+    @classmethod
+    def of(cls, entry) -> "Card":
+        """From a :class:`~museumtok.data.catalog.CatalogEntry` (its ``year`` is the card's date)."""
+        return cls(entry.title, entry.artist, entry.year, entry.medium)
+
+    def text(self) -> str:
+        """"Title: …; Artist: …; Date: …; Medium: …" (the form the guide is trained on)."""
+        return "; ".join(f"{f.capitalize()}: {getattr(self, f)}" for f in CARD_FIELDS)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Card | None":
+        """The inverse of :meth:`text` (a medium may itself hold "; "); None for no card or free text."""
+        m = _CARD_RE.match((text or "").strip())
+        return cls(*(g.strip() for g in m.groups())) if m else None
+
+
+_CARD_RE = re.compile(r"Title:\s*(.*?);\s*Artist:\s*(.*?);\s*Date:\s*(.*?);\s*Medium:\s*(.*)$", re.S)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -5,8 +5,15 @@ the training split, a range coder sends them in about −Σ log2 P(k_i) bits ins
 entropy of the codebook usage, ≤ log2 K), which puts tokenizers on the same rate axis as codecs.
 
     indices (M,) ──range coder, one integer table of K + 1 symbols──▶ bytes
+
+This module is the maths only: the prior from counts, its bits, the coder, and a small JSON file of
+counts per token count M (``save_priors`` / ``load_priors``). Fitting the counts on a dataset split
+with a tokenizer lives one layer up, in :mod:`museumtok.tokenizers.prior`.
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +27,8 @@ class UnigramPrior:
     def __init__(self, counts: np.ndarray, alpha: float = 0.5):
         counts = np.asarray(counts, np.float64)
         self.K = len(counts)
-        self.counts = counts
+        self.counts = counts                               # (K,) code counts of the fitting set
+        self.alpha = float(alpha)                          # additive smoothing: unseen codes stay codable
         p = (counts + alpha) / (counts.sum() + alpha * self.K)
         self.table, self.length, self.offset = pack_tables([quantize_pmf(p, tail=0.0)], [0])
 
@@ -52,32 +60,42 @@ class UnigramPrior:
         return TableDecoder(words).decode(np.zeros(n, np.int64), self.table, self.length, self.offset)
 
 
-def prior_for(tok, M: int, split: str = "artworks-train", cache: bool = True) -> UnigramPrior:
-    """The unigram prior of tokenizer ``tok`` at M, fitted on the centre working crops of a split.
+PRIOR_FORMAT = "museumtok-unigram-counts/1"
 
-    Counts are cached in ``~/.cache/museumtok/unigram/`` keyed by the tokenizer's name, M and the
-    checkpoint's modification time, so the first call fits and later calls only read.
+
+def save_priors(path: str | Path, priors: dict[int, UnigramPrior], **meta) -> Path:
+    """Write the counts of one prior per M as JSON: ``{"format", "K", "alpha", "counts": {"M": [K ints]}, **meta}``.
+
+    Only integer counts are stored (K per M); the integer table is rebuilt from them on load, by the same
+    deterministic :func:`~museumtok.entropy.coding.quantize_pmf`, so coder and decoder agree bit for bit.
     """
-    from .. import registry
-    from ..data.dataset import eval_batch
-    from ..paths import cache_dir
+    if not priors:
+        raise ValueError("no priors to save")
+    Ks = {p.K for p in priors.values()}
+    alphas = {p.alpha for p in priors.values()}
+    if len(Ks) != 1 or len(alphas) != 1:
+        raise ValueError("all priors of one file share K and alpha")
+    counts = {}
+    for M, p in sorted(priors.items()):
+        c = np.asarray(p.counts)
+        if not np.array_equal(c, np.round(c)) or c.min() < 0:
+            raise ValueError(f"counts at M={M} must be non-negative integers")
+        counts[str(int(M))] = [int(v) for v in c]
+    doc = {"format": PRIOR_FORMAT, "K": Ks.pop(), "alpha": alphas.pop(), **meta, "counts": counts}
+    path = Path(path)
+    path.write_text(json.dumps(doc, separators=(",", ":")) + "\n", encoding="utf-8")
+    return path
 
-    name = getattr(tok, "name", type(tok).__name__)
-    stamp = ""
-    try:
-        ck = registry.get(name).checkpoint_path
-        if ck is not None and (ck / "model.safetensors").exists():
-            stamp = str(int((ck / "model.safetensors").stat().st_mtime))
-    except KeyError:
-        pass
-    path = cache_dir("unigram") / f"{name}-M{M}-{split}-{stamp}.npy"
-    if cache and path.exists():
-        return UnigramPrior(np.load(path))
-    S = tok.working_size(M)
-    x, _ = eval_batch(split, S)
-    with torch.no_grad():
-        idx = torch.cat([tok.encode_tensor(x[i : i + 16], M).reshape(-1) for i in range(0, len(x), 16)])
-    prior = UnigramPrior.fit(idx, tok.K)
-    if cache:
-        np.save(path, prior.counts)
-    return prior
+
+def load_priors(path: str | Path) -> tuple[dict[int, UnigramPrior], dict]:
+    """Read a :func:`save_priors` file -> ({M: prior}, the file's other fields: K, alpha, split, ...)."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if doc.get("format") != PRIOR_FORMAT:
+        raise ValueError(f"{path}: not a {PRIOR_FORMAT} file (format {doc.get('format')!r})")
+    K, alpha = int(doc["K"]), float(doc["alpha"])
+    priors = {}
+    for M, c in doc.pop("counts").items():
+        if len(c) != K:
+            raise ValueError(f"{path}: M={M} has {len(c)} counts, expected K={K}")
+        priors[int(M)] = UnigramPrior(np.asarray(c, np.int64), alpha)
+    return priors, doc

@@ -153,7 +153,7 @@ def run_chat_eval(tokenizer: str = "lloyd-patch-k1024", M: int = 64, backend=Non
     the majority reading's answer scored; N = 1 with ``temperature`` > 0 scores one sampled answer."""
     from .. import registry
     from ..app.chat import RECOGNITION_THRESHOLD, CATALOG_INDEX
-    from ..llm.backend import make_backend
+    from ..llm.backends import make_backend
     from ..llm.chat import ChatSession
     from ..llm.guard import GroundedRelease
 

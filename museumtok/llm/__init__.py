@@ -3,7 +3,7 @@
 Importing this package is cheap: no model is loaded until a backend is built (``make_backend``).
 """
 from .audit import AuditLog, read_log, resolve_citations
-from .backend import BackendError, ChatBackend, EchoBackend, HTTPBackend, TransformersBackend, make_backend
+from .backends import BackendError, ChatBackend, EchoBackend, HTTPBackend, TransformersBackend, make_backend
 from .budget import BudgetPlan, ContextBudget, plan_budget, text_tokens_from_words
 from .chat import ChatSession
 from .vocab import IMAGE_END, IMAGE_START, ImageVocab, VocabError

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .audit import AuditLog, resolve_citations
-from .backend import BackendError, ChatBackend
+from .backends import BackendError, ChatBackend
 from .budget import BudgetPlan, plan_budget
 from .guard import GUARDED_PERSONA, GroundedRelease, cant_read_notice, looks_visual
 from .intent import model_question
@@ -288,7 +288,8 @@ class ChatSession:
     def _ask_voted(self, rec: TurnRecord, lead: str, n: int, temperature: float) -> Iterator[str]:
         """Self-consistency: n samples, the vote, then the same guard check and record as :meth:`ask`."""
         from .consistency import answer_kind, sample_answers, vote
-        from .guide import Card, ungrounded_mentions
+        from ..data.catalog import Card
+        from .guide import ungrounded_mentions
 
         try:
             samples = sample_answers(self.backend, rec.messages, n, temperature,

@@ -30,7 +30,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
-from .guide import (CARD_KINDS, KINDS, PHRASINGS, Card, _norm, mentions, read_choice, read_colours, read_layout,
+from ..data.catalog import Card
+from .guide import (CARD_KINDS, KINDS, PHRASINGS, _norm, mentions, read_choice, read_colours, read_layout,
                     read_side, says_cant_tell)
 
 #: English rules for a question's kind when it is none of the guide's phrasings; checked in this order

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 
-from .guide import CANT_TELL, UNKNOWN_WORK, Card, answer, ungrounded_mentions
+from ..data.catalog import Card
+from .guide import CANT_TELL, UNKNOWN_WORK, answer, ungrounded_mentions
 
 GUARDED_PERSONA = ("You are a museum guide at an information desk. You cannot see the visitor's picture. "
                    "Answer briefly and only from the catalog card. If the card does not say, answer "

@@ -20,12 +20,12 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
 import torch
 
+from ..data.catalog import Card
 from .sft_data import PALETTE, brightest_side, brightness, warmth
 
 VISUAL_KINDS = ("colour", "brightness", "warmth", "light", "layout")
@@ -190,35 +190,6 @@ def phrasings(kind: str, which: str | Sequence[str] = ("train", "vi_train")) -> 
 # ---- the catalog card ----------------------------------------------------------------------------
 CARD_LINE = "Catalog card: "
 NO_CARD = "none (this work is not in the catalog)"
-CARD_FIELDS = ("title", "artist", "date", "medium")
-
-
-@dataclass(frozen=True)
-class Card:
-    """The catalog facts the prompt gives the guide (what it may say about the work)."""
-
-    title: str
-    artist: str
-    date: str
-    medium: str
-
-    @classmethod
-    def of(cls, entry) -> "Card":
-        """From a :class:`~museumtok.data.catalog.CatalogEntry` (its ``year`` is the card's date)."""
-        return cls(entry.title, entry.artist, entry.year, entry.medium)
-
-    def text(self) -> str:
-        """"Title: …; Artist: …; Date: …; Medium: …" (the form the guide is trained on)."""
-        return "; ".join(f"{f.capitalize()}: {getattr(self, f)}" for f in CARD_FIELDS)
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Card | None":
-        """The inverse of :meth:`text` (a medium may itself hold "; "); None for no card or free text."""
-        m = _CARD_RE.match((text or "").strip())
-        return cls(*(g.strip() for g in m.groups())) if m else None
-
-
-_CARD_RE = re.compile(r"Title:\s*(.*?);\s*Artist:\s*(.*?);\s*Date:\s*(.*?);\s*Medium:\s*(.*)$", re.S)
 
 
 def card_line(card: "Card | str | None") -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .backend import TransformersBackend
+from .backends import TransformersBackend
 
 
 @dataclass

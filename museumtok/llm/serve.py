@@ -1,4 +1,4 @@
-"""OpenAI-compatible serving: a minimal server in front of any :class:`~museumtok.llm.backend.ChatBackend`
+"""OpenAI-compatible serving: a minimal server in front of any :class:`~museumtok.llm.backends.ChatBackend`
 (a test fixture), and a real one (``transformers serve``) run as a subprocess.
 
     .venv/bin/museumtok llm serve --llm embedded --port 8000    # then MUSEUMTOK_LLM=http://127.0.0.1:8000/v1
@@ -31,7 +31,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .backend import BackendError, ChatBackend, StopCutter, make_backend
+from .backends import BackendError, ChatBackend, StopCutter, make_backend
 
 #: ``max_completion_tokens`` when a request names none: the API's "up to the context", capped for a CPU model
 DEFAULT_MAX_TOKENS = 1024

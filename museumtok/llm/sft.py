@@ -11,8 +11,12 @@ The image tokenizer is frozen; the LLM's base weights are frozen. Trained are
                                                                                                │
                                      loss = cross-entropy on the answer tokens only (labels -100 elsewhere)
 
-The adapter is saved as ``adapter.safetensors`` (LoRA factors + ΔE) and ``config.json``; the base
-model is never copied. Held-out scoring ranks a fixed list of candidate answers by their
+The adapter is saved in peft's own layout, so that ``peft.PeftModel.from_pretrained(base, folder)`` loads
+its LoRA factors: ``adapter_config.json`` + ``adapter_model.safetensors`` (peft's key names), and beside
+them what peft does not know: ``image_rows.safetensors`` (ΔE and the 2-D position tables) and
+``config.json`` (:class:`AdapterConfig`: tokenizer, K, M, base LLM, training summary). The base model is
+never copied. Folders of the earlier layout (one ``adapter.safetensors``) still load, and
+:func:`convert_adapter` rewrites them in place. Held-out scoring ranks a fixed list of candidate answers by their
 log-likelihood after the prompt (:func:`candidate_logprobs`).
 """
 from __future__ import annotations
@@ -30,7 +34,12 @@ from torch import nn
 from .sft_data import QAExample, format_prompt
 from .vocab import ImageVocab
 
-ADAPTER_FILE = "adapter.safetensors"
+PEFT_CONFIG_FILE = "adapter_config.json"     # peft's LoraConfig
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"   # peft's LoRA factors
+ROWS_FILE = "image_rows.safetensors"        # ΔE (+ the 2-D position tables)
+OLD_ADAPTER_FILE = "adapter.safetensors"    # the earlier layout: LoRA factors and ΔE in one file
+#: Hub id of a base model known by its short name (written as peft's ``base_model_name_or_path``)
+BASE_MODEL_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 DELTA_KEY = "image_rows.delta"
 POS_ROW_KEY = "image_rows.pos_row"
 POS_COL_KEY = "image_rows.pos_col"
@@ -453,23 +462,68 @@ def pick(model, prompt: list[int], candidates: Sequence[str], hf_tok) -> str:
 
 # ---- save / load -------------------------------------------------------------------------------
 def save_adapter(directory: Path, pm, delta: ImageRowDelta, cfg: AdapterConfig) -> Path:
-    """``adapter.safetensors`` (LoRA factors + ΔE) and ``config.json``; no base weights."""
+    """peft's ``adapter_config.json`` + ``adapter_model.safetensors``, and ``image_rows.safetensors`` (ΔE) +
+    ``config.json`` beside them; no base weights."""
     from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(pm, save_embedding_layers=False).items()}
-    state[DELTA_KEY] = delta.delta.detach().cpu().contiguous()
+    lora = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(pm, save_embedding_layers=False).items()}
+    rows = {DELTA_KEY: delta.delta.detach().cpu().contiguous()}
     if delta.pos2d:
-        state[POS_ROW_KEY] = delta.pos_row.detach().cpu().contiguous()
-        state[POS_COL_KEY] = delta.pos_col.detach().cpu().contiguous()
-    save_file(state, str(directory / ADAPTER_FILE), metadata={"format": "pt"})
+        rows[POS_ROW_KEY] = delta.pos_row.detach().cpu().contiguous()
+        rows[POS_COL_KEY] = delta.pos_col.detach().cpu().contiguous()
     d = asdict(cfg)
     d["targets"] = list(cfg.targets)
     d["row_start"], d["rows"] = delta.row_start, delta.n     # informational: where the rows were in training
+    return _write_adapter(Path(directory), lora, rows, d)
+
+
+def _write_adapter(directory: Path, lora: dict, rows: dict, d: dict) -> Path:
+    """Write the four files of an adapter folder (``d``: config.json's content)."""
+    from safetensors.torch import save_file
+
+    from ..checkpoint import stamp_class
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = read_adapter_config_dict(d)
+    lc = _lora_config(cfg)
+    lc.base_model_name_or_path = BASE_MODEL_IDS.get(cfg.base, cfg.base)
+    lc.inference_mode = True                                   # as peft's own save_pretrained writes it
+    lc.save_pretrained(str(directory))                         # adapter_config.json
+    pc = json.loads((directory / PEFT_CONFIG_FILE).read_text())
+    pc["target_modules"] = sorted(pc["target_modules"])       # peft writes a set: its order varies per process
+    (directory / PEFT_CONFIG_FILE).write_text(json.dumps(pc, indent=2, sort_keys=True))
+    save_file(lora, str(directory / PEFT_WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(rows, str(directory / ROWS_FILE), metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(d, indent=2))
+    stamp_class(directory, "PeftModel")
+    (directory / OLD_ADAPTER_FILE).unlink(missing_ok=True)    # an earlier save into the same folder
     return directory
+
+
+def convert_adapter(directory: Path) -> bool:
+    """Rewrite an adapter folder of the earlier layout (one ``adapter.safetensors`` holding the LoRA factors
+    under peft's key names and ΔE) into peft's layout, in place; the tensors are copied unchanged, so the
+    adapter computes exactly what it did. False when there was nothing to convert."""
+    directory = Path(directory)
+    old = directory / OLD_ADAPTER_FILE
+    if not old.is_file():
+        return False
+    lora, rows = read_adapter_weights(directory)
+    d = json.loads((directory / "config.json").read_text())
+    _write_adapter(directory, lora, rows, d)
+    return True
+
+
+def read_adapter_weights(directory: Path) -> tuple[dict, dict]:
+    """(LoRA factors by peft's key names, image-row tensors) of an adapter folder, either layout."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if (directory / PEFT_WEIGHTS_FILE).is_file():
+        return load_file(str(directory / PEFT_WEIGHTS_FILE)), load_file(str(directory / ROWS_FILE))
+    state = load_file(str(directory / OLD_ADAPTER_FILE))
+    rows = {k: state.pop(k) for k in (DELTA_KEY, POS_ROW_KEY, POS_COL_KEY) if k in state}
+    return state, rows
 
 
 def adapter_name(llm_name: str, tokenizer: str) -> str:
@@ -480,9 +534,12 @@ def adapter_name(llm_name: str, tokenizer: str) -> str:
 
 def read_adapter_config(directory: Path) -> AdapterConfig:
     """The :class:`AdapterConfig` saved in ``directory/config.json``."""
-    d = json.loads((Path(directory) / "config.json").read_text())
-    for k in ("row_start", "rows", "lora_format"):
-        d.pop(k, None)
+    return read_adapter_config_dict(json.loads((Path(directory) / "config.json").read_text()))
+
+
+def read_adapter_config_dict(d: dict) -> AdapterConfig:
+    """:class:`AdapterConfig` from config.json's content (its informational and ``_`` metadata keys dropped)."""
+    d = {k: v for k, v in d.items() if not k.startswith("_") and k not in ("row_start", "rows", "lora_format")}
     d["targets"] = tuple(d["targets"])
     return AdapterConfig(**d)
 
@@ -491,7 +548,6 @@ def load_adapter(directory: Path, model, hf_tok, vocab: ImageVocab | None = None
     """Attach the saved adapter to a base ``model`` (or, named ``adapter_name``, to a peft model that already
     holds others); returns (peft_model, delta, vocab, cfg)."""
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     directory = Path(directory)
     cfg = read_adapter_config(directory)
@@ -500,15 +556,15 @@ def load_adapter(directory: Path, model, hf_tok, vocab: ImageVocab | None = None
     if not vocab.attached:
         vocab.attach(model, hf_tok)
     pm, delta = add_adapter(model, vocab, cfg, row_end_id=newline_id(hf_tok), adapter_name=adapter_name)
-    state = load_file(str(directory / ADAPTER_FILE))
-    dE = state.pop(DELTA_KEY)
+    state, rows = read_adapter_weights(directory)
+    dE = rows[DELTA_KEY]
     if dE.shape != delta.delta.shape:
         raise ValueError(f"ΔE has shape {tuple(dE.shape)}, the model expects {tuple(delta.delta.shape)}")
     with torch.no_grad():
         delta.delta.copy_(dE)
         if cfg.pos2d:
-            delta.pos_row.copy_(state.pop(POS_ROW_KEY))
-            delta.pos_col.copy_(state.pop(POS_COL_KEY))
+            delta.pos_row.copy_(rows[POS_ROW_KEY])
+            delta.pos_col.copy_(rows[POS_COL_KEY])
     res = set_peft_model_state_dict(pm, state, adapter_name=adapter_name)
     missing = [k for k in getattr(res, "unexpected_keys", [])]
     if missing:

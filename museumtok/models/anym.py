@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.fsq import FSQ
 from .layers import Decoder, Encoder, to_signed, to_unit
 from .resampler import PerceiverResampler, ResamplerOutput
@@ -99,13 +99,13 @@ class AnyMOutput:
     loss: torch.Tensor         # scalar ‖x − x̂‖²
 
 
-class AnyMAutoencoder(nn.Module, PyTorchModelHubMixin):
+class AnyMAutoencoder(nn.Module, HubMixin):
     """Encoder → Perceiver Resampler → FSQ → masked query-grid resampler → Decoder."""
 
     def __init__(self, config: AnyMConfig | dict | None = None):
         super().__init__()
         if isinstance(config, dict):
-            config = AnyMConfig(**config)
+            config = AnyMConfig(**strip_metadata(config))
         self.config = c = config or AnyMConfig()
         self._hub_mixin_config = c
         N = c.grid**2

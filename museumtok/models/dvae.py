@@ -22,9 +22,9 @@ the hard/soft paths and the KL term live in :class:`museumtok.quantize.gumbel.Gu
 """
 from dataclasses import dataclass
 
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.gumbel import GumbelQuantizer
 from .layers import Decoder, DiscreteAutoencoderMixin, Encoder, level_channels
 
@@ -39,24 +39,27 @@ class DVAEConfig:
     tau: float = 1.0                             # τ, Gumbel-softmax temperature (the trainer anneals it)
     kl_weight: float = 5e-4                      # λ_KL, the weight of KL(q ‖ uniform prior)
     hard: bool = False                           # False: the relaxed (soft) sample, as DALL·E trains; True: straight-through one-hot
+    usage_weight: float = 0.0                    # weight of KL(batch-average q ‖ uniform), an anti-collapse term
+                                                 # not in DALL·E (0: the paper's loss); see benchmarks/dvae_usage.py
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
 
 
-class DVAE(DiscreteAutoencoderMixin, nn.Module, PyTorchModelHubMixin):
+class DVAE(DiscreteAutoencoderMixin, nn.Module, HubMixin):
     """Encoder → GumbelQuantizer → Decoder; ``save_pretrained`` / ``from_pretrained`` (config.json + safetensors)."""
 
     def __init__(self, config: DVAEConfig = None):
         super().__init__()
         if isinstance(config, dict):
-            config = DVAEConfig(**config)
+            config = DVAEConfig(**strip_metadata(config))
         self.config = config = config or DVAEConfig()
         self._hub_mixin_config = config  # what save_pretrained writes to config.json
         hidden = level_channels(config.f, config.channels)[-1]
         self.encoder = Encoder(config.f, config.channels, config.num_res, out_channels=None)  # (B, C, h, w)
         self.quantizer = GumbelQuantizer(hidden, config.codebook_size, config.dim, tau=config.tau,
-                                         kl_weight=config.kl_weight, hard=config.hard)
+                                         kl_weight=config.kl_weight, hard=config.hard,
+                                         usage_weight=config.usage_weight)
         self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
 
     @property

@@ -7,8 +7,8 @@ decoder mirrors the encoder with 4×4 transposed convolutions. The DALL·E dVAE 
 Text-to-Image Generation", ICML 2021, arXiv:2102.12092) uses the same shape of network (with more and
 wider blocks), so both models here build on :class:`Encoder` and :class:`Decoder`.
 
-The learned codecs of §5 (Ballé et al.) use the GDN/IGDN layers and 5×5 strided convolutions at
-the end of this file.
+The learned codecs of §5 (GDN/IGDN, 5×5 strided transforms) have their own layers in
+:mod:`museumtok.codecs.layers`.
 
 A downsampling factor f = 2^L takes L strided stages; ``channels`` gives the width at each
 resolution, from full resolution (``channels[0]``) down to 1/f (``channels[L]``)::
@@ -81,15 +81,21 @@ class Encoder(nn.Module):
         ch = level_channels(f, channels)
         L = num_levels(f)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ch[0], 3, padding=1)]
+        roles: list[tuple] = [("in",)]              # what each layer does, for growing f (VQVAE.grow_from)
         for i in range(L):
             if i > 0:
                 layers.append(nn.ReLU())
+                roles.append(("relu", i))
             layers.append(nn.Conv2d(ch[i], ch[i + 1], 4, stride=2, padding=1))  # halves H and W
             layers += [ResBlock(ch[i + 1]) for _ in range(num_res)]
+            roles += [("down", i)] + [("res", i, j) for j in range(num_res)]
         layers.append(nn.ReLU())
+        roles.append(("relu", L))
         if out_channels is not None:  # None: stop at the ReLU features (B, c_L, S/f, S/f)
             layers.append(nn.Conv2d(ch[L], out_channels, 1))
+            roles.append(("out",))
         self.net = nn.Sequential(*layers)
+        self.roles = roles
         self.f = f
         self.out_channels = out_channels if out_channels is not None else ch[L]
 
@@ -108,11 +114,15 @@ class Decoder(nn.Module):
         ch = level_channels(f, channels)
         L = num_levels(f)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ch[L], 3, padding=1)]
+        roles: list[tuple] = [("in",)]              # what each layer does, for growing f (VQVAE.grow_from)
         for i in reversed(range(L)):
             layers += [ResBlock(ch[i + 1]) for _ in range(num_res)]
             layers += [nn.ReLU(), nn.ConvTranspose2d(ch[i + 1], ch[i], 4, stride=2, padding=1)]  # doubles H, W
+            roles += [("res", i, j) for j in range(num_res)] + [("relu", i), ("up", i)]
         layers += [nn.ReLU(), nn.Conv2d(ch[0], out_channels, 3, padding=1)]
+        roles += [("relu", -1), ("out",)]
         self.net = nn.Sequential(*layers)
+        self.roles = roles
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -191,70 +201,3 @@ def to_signed(x: torch.Tensor) -> torch.Tensor:
 def to_unit(y: torch.Tensor) -> torch.Tensor:
     """[-1, 1] network output -> [0, 1] pixels (not clamped, so the loss keeps its gradient)."""
     return (y + 1) / 2
-
-
-# ----------------------------------------------------------------------------- §5: codec layers
-# Layers of the learned codecs: GDN / IGDN (Ballé, Laparra & Simoncelli, ICLR 2016, arXiv:1511.06281)
-# and the 5×5 stride-2 (transposed) convolutions of Ballé et al. 2017/2018.
-#
-#     GDN:   y_i = x_i / sqrt(β_i + Σ_j γ_ij x_j²)        IGDN:  y_i = x_i · sqrt(β_i + Σ_j γ_ij x_j²)
-#
-# β and γ are kept non-negative by a lower bound whose gradient still flows back into the feasible
-# side (the "LowerBound" trick of the reference implementations).
-class _LowerBound(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, bound):
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        pass_through = (x >= ctx.bound) | (g < 0)
-        return g * pass_through.to(g.dtype), None
-
-
-def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
-    return _LowerBound.apply(x, bound)
-
-
-class GDN(nn.Module):
-    """Generalized divisive normalization over channels; ``inverse=True`` gives IGDN (the decoder's)."""
-
-    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
-        super().__init__()
-        self.inverse = inverse
-        self.beta_min = beta_min
-        self.pedestal = 2.0 ** -36
-        # stored as square roots (+ pedestal), as in the reference implementation
-        self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self.pedestal))                 # (C,)
-        self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self.pedestal))    # (C, C)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
-        C = x.shape[1]
-        beta = lower_bound(self.beta, (self.beta_min + self.pedestal) ** 0.5) ** 2 - self.pedestal
-        gamma = lower_bound(self.gamma, self.pedestal ** 0.5) ** 2 - self.pedestal
-        norm = F.conv2d(x * x, gamma.to(x.dtype).view(C, C, 1, 1), beta.to(x.dtype))
-        norm = torch.sqrt(norm)
-        return x * norm if self.inverse else x / norm
-
-
-def conv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2)
-
-
-def deconv(c_in: int, c_out: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=k // 2, output_padding=stride - 1)
-
-
-
-def analysis_transform(N: int, M: int) -> nn.Sequential:
-    """g_a of Ballé et al. 2017/2018: four stride-2 5×5 convolutions with GDN, (B, 3, H, W) -> (B, M, H/16, W/16)."""
-    return nn.Sequential(conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M))
-
-
-def synthesis_transform(N: int, M: int) -> nn.Sequential:
-    """g_s: the mirror of :func:`analysis_transform` with inverse GDN, (B, M, h, w) -> (B, 3, 16h, 16w)."""
-    return nn.Sequential(deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-                         deconv(N, N), GDN(N, inverse=True), deconv(N, 3))

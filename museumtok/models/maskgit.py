@@ -34,7 +34,7 @@ variant inpaints in raster order from the tokens before each masked one only (``
 
 Likelihood (``chain_rule_log_probs``): exact for the causal variant (teacher forcing); for MaskGIT, the
 chain rule over a fixed reveal procedure — raster or confidence order one token per pass, or the T groups
-of the cosine schedule — each a proper distribution over grids (``museumtok.evaluate_generative``).
+of the cosine schedule — each a proper distribution over grids (``museumtok.eval.generative``).
 """
 from __future__ import annotations
 
@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from ..checkpoint import HubMixin, strip_metadata
 
 
 @dataclass
@@ -160,7 +161,7 @@ class _Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class MaskGIT(nn.Module, PyTorchModelHubMixin):
+class MaskGIT(nn.Module, HubMixin):
     """Token transformer; bidirectional (MaskGIT) or, with ``causal=True``, the autoregressive baseline.
 
     ``forward`` counts its calls in ``self.forward_passes`` (the benchmark's and the tests' unit of cost).
@@ -169,7 +170,7 @@ class MaskGIT(nn.Module, PyTorchModelHubMixin):
     def __init__(self, config: MaskGITConfig = None):
         super().__init__()
         if isinstance(config, dict):
-            config = MaskGITConfig(**config)
+            config = MaskGITConfig(**strip_metadata(config))
         self.config = config = config or MaskGITConfig()
         self._hub_mixin_config = config
         K, N = config.codebook_size, self.N

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.fsq import FSQ
 from .layers import Decoder, Encoder, to_signed, to_unit
 
@@ -70,13 +70,13 @@ class MultiScaleOutput:
     loss: torch.Tensor          # scalar ‖x − x̂‖²
 
 
-class MultiScaleAutoencoder(nn.Module, PyTorchModelHubMixin):
+class MultiScaleAutoencoder(nn.Module, HubMixin):
     """Encoder → coarse FSQ → fine residual FSQ → Decoder."""
 
     def __init__(self, config: MultiScaleConfig | dict | None = None):
         super().__init__()
         if isinstance(config, dict):
-            config = MultiScaleConfig(**config)
+            config = MultiScaleConfig(**strip_metadata(config))
         self.config = c = config or MultiScaleConfig()
         self._hub_mixin_config = c
         self.encoder = Encoder(8, c.channels, c.num_res, out_channels=c.dim)

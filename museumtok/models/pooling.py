@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.fsq import FSQ
 from .layers import Decoder, Encoder, to_signed, to_unit
 from .resampler import PerceiverResampler
@@ -69,13 +69,13 @@ class PoolingConfig:
         return math.prod(self.levels)
 
 
-class PooledAutoencoder(nn.Module, PyTorchModelHubMixin):
+class PooledAutoencoder(nn.Module, HubMixin):
     """Encoder → pooler (TokenLearner | Perceiver Resampler) → FSQ → query-grid resampler → Decoder."""
 
     def __init__(self, config: PoolingConfig | dict | None = None):
         super().__init__()
         if isinstance(config, dict):
-            config = PoolingConfig(**config)
+            config = PoolingConfig(**strip_metadata(config))
         self.config = c = config or PoolingConfig()
         self._hub_mixin_config = c
         N = c.grid ** 2

@@ -38,8 +38,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from ..checkpoint import HubMixin
 
 
 @dataclass
@@ -119,7 +120,7 @@ class FeedForward(nn.Sequential):
                          nn.Linear(mult * dim, dim, bias=False))
 
 
-class PerceiverResampler(nn.Module, PyTorchModelHubMixin):
+class PerceiverResampler(nn.Module, HubMixin):
     """N feature vectors of any encoder in, M latent vectors out (Flamingo's Perceiver Resampler).
 
     Args: the fields of :class:`ResamplerConfig` (``PerceiverResampler(**asdict(cfg))`` or

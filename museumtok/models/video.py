@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.vq import VectorQuantizer
 from .layers import num_levels, to_signed, to_unit
 
@@ -134,13 +134,13 @@ class _Res3d(nn.Module):
         return x + self.block(x)
 
 
-class VideoVQ(nn.Module, PyTorchModelHubMixin):
+class VideoVQ(nn.Module, HubMixin):
     """3-D conv encoder → VectorQuantizer (per latent position) → 3-D conv decoder; tokens (B, T/t, H/f, W/f)."""
 
     def __init__(self, config: VideoVQConfig = None):
         super().__init__()
         if isinstance(config, dict):
-            config = VideoVQConfig(**config)
+            config = VideoVQConfig(**strip_metadata(config))
         self.config = cfg = config or VideoVQConfig()
         self._hub_mixin_config = cfg
         L, Lt = num_levels(cfg.f), num_levels(cfg.t)

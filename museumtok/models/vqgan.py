@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import strip_metadata
 from ..metrics.image import ms_ssim
 from .discriminator import PatchDiscriminator, hinge_d_loss, hinge_g_loss
 from .layers import AutoencoderOutput
@@ -105,7 +106,7 @@ class VQGAN(VQVAE):
 
     def __init__(self, config: VQGANConfig = None):
         if isinstance(config, dict):
-            config = VQGANConfig(**config)
+            config = VQGANConfig(**strip_metadata(config))
         config = config or VQGANConfig()
         super().__init__(config)
         self.discriminator = PatchDiscriminator(3, config.disc_channels, config.disc_layers)

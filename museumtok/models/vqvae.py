@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin, strip_metadata
 from ..quantize.vq import VectorQuantizer, nearest_code
 from .layers import Decoder, DiscreteAutoencoderMixin, Encoder
 
@@ -51,13 +51,13 @@ class VQVAEConfig:
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
 
 
-class VQVAE(DiscreteAutoencoderMixin, nn.Module, PyTorchModelHubMixin):
+class VQVAE(DiscreteAutoencoderMixin, nn.Module, HubMixin):
     """Encoder → VectorQuantizer → Decoder; ``save_pretrained`` / ``from_pretrained`` (config.json + safetensors)."""
 
     def __init__(self, config: VQVAEConfig = None):
         super().__init__()
         if isinstance(config, dict):
-            config = VQVAEConfig(**config)
+            config = VQVAEConfig(**strip_metadata(config))
         self.config = config = config or VQVAEConfig()
         self._hub_mixin_config = config  # what save_pretrained writes to config.json
         self.encoder = Encoder(config.f, config.channels, config.num_res, out_channels=config.dim)
@@ -66,6 +66,38 @@ class VQVAE(DiscreteAutoencoderMixin, nn.Module, PyTorchModelHubMixin):
             eps=config.eps, kmeans_init=config.kmeans_init, restart_dead_after=config.restart_dead_after,
             cosine=config.cosine)
         self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
+
+    @torch.no_grad()
+    def grow_from(self, smaller: "VQVAE") -> dict[str, int]:
+        """Warm start from a trained VQ-VAE with a smaller f (e.g. f8 → f16): same widths, D and K.
+
+        Encoder levels 0 … L_s−1, the decoder's matching up-sampling levels, both 1×1/3×3 end convolutions
+        and the whole codebook (with its EMA statistics) are copied; only the extra levels of the larger f
+        (one more down- and up-sampling stage at the lowest resolution) start from random weights. The
+        grown model is not the small one (the new stages sit in the middle), but its features, codes and
+        pixel decoder start trained, which is what saves CPU time. Returns how many tensors were copied
+        and how many were left as initialised.
+        """
+        copied = kept = 0
+        for big, small in ((self.encoder, smaller.encoder), (self.decoder, smaller.decoder)):
+            donors = dict(zip(small.roles, small.net))                   # role -> trained layer
+            for role, layer in zip(big.roles, big.net):
+                sd, donor = layer.state_dict(), donors.get(role)
+                if not sd:
+                    continue                                             # ReLU
+                dsd = donor.state_dict() if donor is not None else {}
+                if dsd.keys() == sd.keys() and all(dsd[k].shape == v.shape for k, v in sd.items()):
+                    layer.load_state_dict(dsd)
+                    copied += len(sd)
+                else:
+                    kept += len(sd)
+        q = smaller.quantizer.state_dict()
+        if all(q[k].shape == v.shape for k, v in self.quantizer.state_dict().items()):
+            self.quantizer.load_state_dict(q)
+            copied += len(q)
+        else:
+            raise ValueError(f"codebooks differ: {smaller.quantizer.codebook.shape} vs {self.quantizer.codebook.shape}")
+        return {"copied": copied, "initialised": kept}
 
     @torch.no_grad()
     def encode_indices_restricted(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,18 @@ def kl_to_uniform(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return (log_q.exp() * (log_q + math.log(K))).sum(dim).mean()
 
 
+def marginal_kl_to_uniform(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """KL(q̄ ‖ U(K)) of the batch's average posterior q̄ = mean over positions of softmax(ℓ) (nats).
+
+    Zero when the batch spreads its probability evenly over the K codes, log K when every position puts
+    it on one code. The per-position KL (:func:`kl_to_uniform`, DALL·E's ELBO term) can be small while
+    every position prefers the same few codes; this term sees the codebook's usage directly (the batch
+    entropy H(E[q]) of MAGVIT-v2's LFQ entropy loss, Yu et al. 2024, arXiv:2310.05737, written as a KL).
+    """
+    q_bar = F.softmax(logits, dim=dim).movedim(dim, -1).reshape(-1, logits.shape[dim]).mean(0)   # (K,)
+    return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(logits.shape[dim]))).sum()
+
+
 def tau_schedule(step: int, tau_start: float = 1.0, tau_end: float = 1.0 / 16, steps: int = 10000,
                  kind: str = "exponential") -> float:
     """τ at ``step``: from ``tau_start`` to ``tau_end`` over ``steps`` steps, constant afterwards.
@@ -86,15 +98,18 @@ class GumbelQuantizer(nn.Module):
         kl_weight: weight of the KL term in ``loss`` (the dVAE's β of the ELBO).
         hard: straight-through (exactly one-hot forward, soft gradient) instead of the soft mixture. Off by
             default: DALL·E's dVAE (Ramesh et al. 2021) trains on the relaxed sample; encoding always takes the argmax.
+        usage_weight: weight of :func:`marginal_kl_to_uniform` (the batch's code usage against uniform); 0, the
+            default, is DALL·E's loss. Not in the paper: an anti-collapse term (see benchmarks/dvae_usage.py).
     """
 
     def __init__(self, in_channels: int, codebook_size: int, dim: int, tau: float = 1.0, kl_weight: float = 5e-4,
-                 hard: bool = False):
+                 hard: bool = False, usage_weight: float = 0.0):
         super().__init__()
         if min(in_channels, codebook_size, dim) < 1:
             raise ValueError(f"in_channels, codebook_size and dim must be positive, got {in_channels}, {codebook_size}, {dim}")
         self.in_channels, self.codebook_size, self.dim = in_channels, codebook_size, dim
         self.tau, self.kl_weight, self.hard = tau, kl_weight, hard
+        self.usage_weight = usage_weight                                                 # weight of KL(q̄ ‖ U(K))
         self.proj = nn.Conv2d(in_channels, codebook_size, 1)                           # h -> ℓ
         self.embedding = nn.Parameter(torch.randn(codebook_size, dim))                 # e (K, D)
 
@@ -119,7 +134,11 @@ class GumbelQuantizer(nn.Module):
         z_q = einsum(w, self.embedding, "b k h w, k d -> b d h w")                      # (B, D, H, W)
         kl = kl_to_uniform(logits, dim=1)
         counts = torch.bincount(k.reshape(-1), minlength=self.codebook_size)
-        return QuantizerOutput(z_q=z_q, indices=k, loss=self.kl_weight * kl, losses={"kl": kl},
+        loss, losses = self.kl_weight * kl, {"kl": kl}
+        if self.usage_weight:
+            losses["usage_kl"] = marginal_kl_to_uniform(logits, dim=1)
+            loss = loss + self.usage_weight * losses["usage_kl"]
+        return QuantizerOutput(z_q=z_q, indices=k, loss=loss, losses=losses,
                                stats=stats_from_counts(counts, self.codebook_size))
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:

@@ -138,9 +138,21 @@ class Tokenizer(ABC):
         ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
         return torch.stack([xs * pw, ys * ph, (xs + 1) * pw, (ys + 1) * ph], -1).reshape(-1, 4)
 
+    #: {M: UnigramPrior} fitted on the training split, read from the checkpoint's ``prior.json``
+    #: (:mod:`museumtok.tokenizers.prior`); empty when the tokenizer carries none
+    priors: dict = {}
+
+    def load_priors(self, directory) -> None:
+        """Read the checkpoint folder's ``prior.json`` (if any); called by :func:`museumtok.registry.load`."""
+        from .prior import read_tokenizer_prior
+
+        self.priors = read_tokenizer_prior(directory)
+
     def entropy_bits(self, indices: torch.Tensor) -> float | None:
-        """Entropy-coded bits of these indices under the tokenizer's prior, if it has one."""
-        return None
+        """Bits of these indices range-coded under the tokenizer's prior at M = indices.numel()
+        (the ideal code length of the coder's integer table), or None without a prior for that M."""
+        prior = self.priors.get(int(indices.numel()))
+        return None if prior is None else prior.bits(indices.reshape(-1).long().cpu().numpy())
 
     @torch.no_grad()
     def encode(self, image: ImageLike, M: int | None = None) -> TokenizedImage:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 from einops import rearrange
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ..checkpoint import HubMixin
 from ..quantize.lloyd import nearest
 from .base import Tokenizer
 
 
-class LloydPatchTokenizer(nn.Module, Tokenizer, PyTorchModelHubMixin):
+class LloydPatchTokenizer(nn.Module, Tokenizer, HubMixin):
     def __init__(self, K: int = 1024, patch: int = 8, sizes: tuple[int, ...] | list[int] = (64, 128, 256)):
         super().__init__()
         self.k_codes = int(K)          # codebook size K

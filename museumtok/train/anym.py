@@ -1,44 +1,34 @@
 """``museumtok train anym``: the any-M tokenizer (resampler + FSQ + nested dropout) on artwork crops.
 
-One process, a wall-clock cap (``max_minutes``): the learning rate follows a warm-up then a cosine
-decay over the training progress max(step/steps, elapsed/cap), so a run stopped by the cap still ends
-at the low learning rate. Held-out PSNR against M goes into the model card.
+On :class:`museumtok.train.harness.Harness`, with a wall-clock cap (``max_minutes``): the learning rate
+follows a warm-up then a cosine decay over the training progress max(step/steps, elapsed/cap)
+(``schedule="progress"``), so a run stopped by the cap still ends at the low learning rate. Held-out PSNR against M goes into the model card.
 """
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..cards import write_model_card
 from ..data.catalog import load_catalog
 from ..data.dataset import _preload
-from ..evaluate import evaluate_tokenizer
-from ..models.anym import AnyMAutoencoder, AnyMConfig, keep_mask, sample_keep
+from ..eval.metrics import evaluate_tokenizer
+from ..models.anym import AnyMAutoencoder, AnyMConfig, sample_keep
 from ..paths import CHECKPOINT_DIR
 from ..tokenizers.anym import AnyMTokenizer
-from . import register_trainer
-from .autoencoder import batch_for_step, model_kwargs
+from . import nested_config, register_trainer
+from .autoencoder import batch_for_step
+from .harness import Harness, save_with_card
 
 
+@nested_config
 @dataclass
 class AnyMTrainConfig:
-    image_size: int = 64                  # working side S (training crops are S×S)
-    f: int = 8                            # encoder downsampling: (S/f)² patch features
-    channels: tuple[int, ...] = (16, 32, 64)        # conv widths at full res, 1/2, …, 1/f
-    num_res: int = 1                      # residual blocks per resolution
-    dim: int = 96                         # resampler / token width d
-    max_tokens: int = 64                  # M_max
-    enc_depth: int = 2                    # encoding resampler layers
-    dec_depth: int = 2                    # decoding (query-grid) resampler layers
-    heads: int = 4                        # attention heads
-    ff_mult: int = 2                      # FFN width multiplier
-    levels: tuple[int, ...] = (8, 5, 5, 5)          # FSQ levels; K = Π L_i
-    q_init_scale: float = 4.0             # resamplers' W_q init × this (sharper first attention)
+    model: AnyMConfig = field(default_factory=AnyMConfig)   # the any-M autoencoder: --model.dim (or --dim),
+                                          # --max-tokens, --levels 8,5,5,5 …; crops are model.image_size px
     steps: int = 3000                     # optimizer steps planned (the cosine schedule's length)
     max_minutes: float = 20.0             # wall-clock cap; training stops at whichever comes first
     batch_size: int = 16                  # crops per step
@@ -51,14 +41,11 @@ class AnyMTrainConfig:
     eval_M: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)   # M values in the model card
     eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # held-out sets
     log_every: int = 50                   # print the loss every this many steps
+    threads: int = 1                      # torch CPU threads (1 on a shared machine)
+    device: str = "auto"                  # "auto" (a GPU when there is one), "cpu" or "cuda"
+    precision: str = "fp32"               # "fp32", or "bf16" autocast
     out: str | None = None                # output folder; default data/checkpoints/anym-k{K}
     init_from: str | None = None          # continue from this checkpoint folder (its training.json is carried over)
-
-
-def lr_at_progress(p: float, step: int, lr: float, warmup: int, min_ratio: float = 0.05) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
 def eval_curve(tok, sets, Ms) -> list[dict]:
@@ -75,8 +62,8 @@ def eval_curve(tok, sets, Ms) -> list[dict]:
 @register_trainer("anym", AnyMTrainConfig, "any-M tokenizer: Perceiver Resampler + FSQ + nested dropout")
 def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(1)
-    model = AnyMAutoencoder(AnyMConfig(**model_kwargs(cfg, AnyMConfig)))
+    torch.set_num_threads(cfg.threads)
+    model = AnyMAutoencoder(cfg.model)
     before = {"steps": 0, "wall_time_s": 0.0, "runs": []}
     if cfg.init_from:
         prev = AnyMAutoencoder.from_pretrained(cfg.init_from)
@@ -93,51 +80,39 @@ def train(cfg: AnyMTrainConfig, command: str = "museumtok train anym") -> Path:
     images = _preload(load_catalog(split="train", collection="artworks"), 768, verify=False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.time()
-    cap = cfg.max_minutes * 60
-    history = []
-    step = 0
-    model.train()
-    run_loss = 0.0
-    while step < cfg.steps and time.time() - t0 < cap:
-        p = max(step / cfg.steps, (time.time() - t0) / cap)
-        for group in opt.param_groups:
-            group["lr"] = lr_at_progress(p, step, cfg.lr, cfg.warmup)
-        x = batch_for_step(images, step, cfg.batch_size, cfg.image_size, cfg.max_zoom, cfg.seed)
-        m = sample_keep(x.shape[0], cfg.max_tokens, g, cfg.log_share)
-        o = model(x, m)
-        opt.zero_grad(set_to_none=True)
-        o.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        run_loss += float(o.loss.detach())
-        step += 1
-        if step % cfg.log_every == 0:
-            mse = run_loss / cfg.log_every
-            history.append({"step": step, "mse": mse, "psnr": 10 * math.log10(1 / mse), "min": (time.time() - t0) / 60})
-            print(json.dumps(history[-1]), flush=True)
-            run_loss = 0.0
-    wall = time.time() - t0
-    model.eval()
+    h = Harness(model, opt, steps=cfg.steps, warmup=cfg.warmup, max_minutes=cfg.max_minutes, schedule="progress",
+                min_lr_ratio=0.05, clip=1.0, log_every=cfg.log_every, reduce="mean", print_logs=True,
+                row_fn=lambda r: {"step": r["step"], "mse": r["mse"], "psnr": 10 * math.log10(1 / r["mse"]),
+                                  "min": r["wall_s"] / 60},
+                device=cfg.device, precision=cfg.precision)
+
+    def step_fn(m, x, step):
+        keep = sample_keep(x.shape[0], cfg.model.max_tokens, g, cfg.log_share).to(x.device)
+        o = m(x, keep)
+        return o.loss, {"mse": o.loss}
+
+    res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.model.image_size,
+                                                     cfg.max_zoom, cfg.seed))
+    step, wall, history = res["steps"], res["wall_time_s"], h.history
+    model = h.raw.cpu().eval()
     tok = AnyMTokenizer(model)
     tok.name = name
-    tok.save_pretrained(out)
     metrics = eval_curve(tok, cfg.eval_sets, cfg.eval_M)
     total_steps, total_wall = before["steps"] + step, before["wall_time_s"] + wall
-    hist = ", ".join(f"{h['step']}: {h['psnr']:.2f}" for h in history[:: max(1, len(history) // 12)])
+    hist = ", ".join(f"{r['step']}: {r['psnr']:.2f}" for r in history[:: max(1, len(history) // 12)])
     n_train = len(load_catalog(split="train", collection="artworks"))
     c = model.config
-    write_model_card(
-        out, name,
+    save_with_card(
+        tok, out, name, prior=True,
         summary=(f"Any-M tokenizer: conv encoder (f={c.f}) → Perceiver Resampler with M_max={c.max_tokens} latents "
                  f"(depth {c.enc_depth}, width {c.dim}) → FSQ levels {list(c.levels)} (K={K}) → query-grid resampler "
                  f"(depth {c.dec_depth}) reading the first M tokens → conv decoder, on {c.image_size} px working crops. "
                  "Trained with nested dropout (ordered tail-drop): the first M tokens decode the image for every "
                  f"M in 1..{c.max_tokens}. {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters."),
-        data=(f"random {cfg.image_size} px crops (short side shrunk to [S, {cfg.max_zoom}·S], flips) of the {n_train} "
+        data=(f"random {c.image_size} px crops (short side shrunk to [S, {cfg.max_zoom}·S], flips) of the {n_train} "
               "training-split artworks; validation and test artworks and Kodak never seen"),
         steps=(f"{total_steps} AdamW steps of {cfg.batch_size} crops (m per image: {cfg.log_share:.0%} log-uniform, "
-               f"rest uniform on 1..{cfg.max_tokens})"
+               f"rest uniform on 1..{c.max_tokens})"
                + (f"; {before['steps']} of them in earlier runs (their own settings: see the commands), "
                   f"then {step} continuing from them" if before["steps"] else "")),
         wall_time_s=total_wall, metrics=metrics, command=" ; ".join(before["runs"] + [command]),

@@ -1,4 +1,4 @@
-"""The training loop shared by ``museumtok train vqvae`` and ``museumtok train dvae``.
+"""The job shared by ``museumtok train vqvae`` and ``museumtok train dvae``, on :class:`museumtok.train.harness.Harness`.
 
 Hugging Face Accelerate runs the same loop on a CPU, one GPU or several (``accelerate launch -m
 museumtok train vqvae …``). Every step draws its batch of random crops from an RNG seeded by
@@ -12,27 +12,20 @@ and ``log.jsonl`` (both, one JSON object a line).
 """
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass, field
 import json
-import math
 import random
 import shutil
-import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from ..data.dataset import random_crop
-from ..evaluate import image_metrics
+from ..eval.metrics import image_metrics
 from ..metrics import codebook_stats
-
-STATE_DIR = "state"
+from .harness import Harness, RunLog, save_with_card
 
 
 @dataclass
@@ -50,6 +43,10 @@ class AutoencoderRunConfig:
     clip: float = 1.0                            # gradient-norm clip (0: none)
     seed: int = 0                                # seeds the weights, the crops and any noise or restarts
     threads: int = 1                             # torch CPU threads (1 on a shared machine)
+    channels_last: bool = True                   # NHWC memory layout: faster convolutions on CPU
+                                                 # (benchmarks/train_speed.py measures it)
+    device: str = "auto"                         # "auto" (a GPU when there is one), "cpu" or "cuda"
+    precision: str = "fp32"                      # "fp32", or "bf16" autocast (on CPU only fast with native bf16)
     max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
     # logging, evaluation, checkpoints
     log_every: int = 50                          # train_log.csv row every this many steps
@@ -64,110 +61,12 @@ class AutoencoderRunConfig:
     name: str | None = None                      # registry name; default <model>-f{f}-k{K}
 
 
-def model_kwargs(cfg, model_config_cls) -> dict:
-    """The fields of the training config that the model's config dataclass also has."""
-    names = {f.name for f in fields(model_config_cls)}
-    return {k: v for k, v in asdict(cfg).items() if k in names}
-
-
 def batch_for_step(images: Sequence[Image.Image], step: int, batch_size: int, size: int, max_zoom: float,
                    seed: int, process: int = 0) -> torch.Tensor:
     """(B, 3, S, S) random crops; a pure function of (seed, step, process), hence reproducible on resume."""
     rng = random.Random(f"{seed}-{step}-{process}")
     return torch.stack([random_crop(images[rng.randrange(len(images))], size, max_zoom, rng)
                         for _ in range(batch_size)])
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float = 0.1) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to ``min_ratio``·lr at ``steps``."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
-
-
-# ---- resume state: safetensors + JSON ------------------------------------------------------------
-def save_state(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, info: dict) -> None:
-    """Write model, optimizer and RNG state atomically (a temp folder renamed over the old one)."""
-    tmp = run_dir / (STATE_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{k}"] = v
-    tensors["__torch_rng__"] = torch.get_rng_state()
-    save_file(tensors, tmp / "optimizer.safetensors")
-    meta = {"param_groups": sd["param_groups"], "scalars": scalars, **info}
-    (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-    final = run_dir / STATE_DIR
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-
-
-def load_state(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
-    """Restore what :func:`save_state` wrote; returns its JSON info (step, wall time, …)."""
-    d = run_dir / STATE_DIR
-    model.load_state_dict(load_file(d / "model.safetensors"))
-    meta = json.loads((d / "state.json").read_text())
-    tensors = load_file(d / "optimizer.safetensors")
-    torch.set_rng_state(tensors.pop("__torch_rng__"))
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return meta
-
-
-# ---- logs ----------------------------------------------------------------------------------------
-class RunLog:
-    """Appends rows to ``train_log.csv`` / ``eval_log.csv`` and every row to ``log.jsonl``."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-
-    def write(self, kind: str, row: dict) -> None:
-        row = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()}
-        path = self.run_dir / f"{kind}_log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        with open(self.run_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps({"kind": kind, **row}) + "\n")
-
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop rows logged after the saved step (they will be logged again)."""
-        for kind in ("train", "eval"):
-            path = self.run_dir / f"{kind}_log.csv"
-            if path.exists():
-                rows = list(csv.DictReader(open(path)))
-                keep = [r for r in rows if int(r["step"]) <= step]
-                with open(path, "w", newline="") as fh:
-                    if rows:
-                        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                        w.writeheader()
-                        w.writerows(keep)
-        p = self.run_dir / "log.jsonl"
-        if p.exists():
-            lines = [ln for ln in p.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-            p.write_text("".join(ln + "\n" for ln in lines))
-
-    def rows(self, kind: str) -> list[dict]:
-        path = self.run_dir / f"{kind}_log.csv"
-        return list(csv.DictReader(open(path))) if path.exists() else []
 
 
 @torch.no_grad()
@@ -200,79 +99,30 @@ def fit(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict:
-    """Train ``model`` for ``cfg.steps`` steps (or until ``cfg.max_minutes``); returns a summary.
+    """Train ``model`` for ``cfg.steps`` steps (or until ``cfg.max_minutes``) on :class:`Harness`; returns a summary.
 
-    ``cfg`` needs: steps, batch_size, crop, max_zoom, lr, warmup, seed, log_every, eval_every,
-    save_every, max_minutes, resume, clip. ``on_step(model, step)`` may change the model before
+    ``cfg`` is an :class:`AutoencoderRunConfig`. ``on_step(model, step)`` may change the model before
     each step (the dVAE's τ schedule) and returns extra values to log. ``stop_after`` interrupts
     the run at that step as a crash would (after saving state), without changing the schedule.
     """
-    from accelerate import Accelerator
-
-    run_dir = Path(run_dir)
-    log = RunLog(run_dir)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start, wall_before = 0, 0.0
-    if cfg.resume and (run_dir / STATE_DIR / "state.json").exists():
-        meta = load_state(run_dir, model, opt)
-        start, wall_before = int(meta["step"]), float(meta["wall_time_s"])
-        log.truncate_after(start)
-        print(f"resumed from {run_dir / STATE_DIR} at step {start}")
-    else:
-        for p in run_dir.glob("*_log.csv"):
-            p.unlink()
-        (run_dir / "log.jsonl").unlink(missing_ok=True)
-    model, opt = accelerator.prepare(model, opt)
-    raw = accelerator.unwrap_model(model)
-    K = raw.codebook_size
-    t0 = time.time()
-    step = start
-    stopped_by = "steps"
-    bar = tqdm(total=cfg.steps, initial=start, desc=run_dir.name, disable=not progress or not accelerator.is_main_process,
-               mininterval=10)
-    model.train()
-    while step < cfg.steps:
-        if cfg.max_minutes and wall_before + time.time() - t0 > 60 * cfg.max_minutes:
-            stopped_by = "wall time"
-            break
-        if stop_after is not None and step >= stop_after:
-            stopped_by = "stop_after"
-            break
-        extra = on_step(raw, step) if on_step else {}
-        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x = batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom, cfg.seed,
-                           accelerator.process_index).to(accelerator.device)
-        out = model(x)
-        opt.zero_grad(set_to_none=True)
-        accelerator.backward(out.loss)
-        if cfg.clip:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {"step": step, "wall_s": wall_before + time.time() - t0, "lr": lr, "loss": float(out.loss.detach()),
-                   **{k: float(v.detach()) for k, v in out.losses.items()},
-                   **{k: float(v) for k, v in out.quant.stats.items()}, **extra}
-            log.write("train", row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", ppl=f"{row.get('perplexity', 0):.0f}")
-        if x_val is not None and (step % cfg.eval_every == 0 or step == cfg.steps) and accelerator.is_main_process:
-            log.write("eval", {"step": step, "wall_s": wall_before + time.time() - t0, **held_out_eval(raw, x_val, K)})
-        if step % cfg.save_every == 0 and accelerator.is_main_process:
-            save_state(run_dir, raw, opt, {"step": step, "wall_time_s": wall_before + time.time() - t0})
-    bar.close()
-    wall = wall_before + time.time() - t0
-    if accelerator.is_main_process:
-        save_state(run_dir, raw, opt, {"step": step, "wall_time_s": wall})
-        evaluated = log.rows("eval") and int(log.rows("eval")[-1]["step"]) == step
-        if x_val is not None and not evaluated and stopped_by != "stop_after":  # an interruption logs nothing extra
-            log.write("eval", {"step": step, "wall_s": wall, **held_out_eval(raw, x_val, K)})
-    model.eval()
-    return {"steps": step, "wall_time_s": wall, "stopped_by": stopped_by, "resumed_from": start}
+    h = Harness(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), steps=cfg.steps, warmup=cfg.warmup,
+                max_minutes=cfg.max_minutes, clip=cfg.clip, run_dir=run_dir, resume=cfg.resume,
+                save_every=cfg.save_every, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                evaluate=(lambda m: held_out_eval(m, x_val, m.codebook_size)) if x_val is not None else None,
+                device=getattr(cfg, "device", "auto"), precision=getattr(cfg, "precision", "fp32"),
+                channels_last=getattr(cfg, "channels_last", False), stop_after=stop_after, progress=progress,
+                desc=Path(run_dir).name)
+    process = h.accelerator.process_index
+
+    def step_fn(m, x, step):
+        extra = on_step(h.raw, step) if on_step else {}
+        out = m(x)
+        return out.loss, {"loss": out.loss, **out.losses, **out.quant.stats, **extra}
+
+    res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom,
+                                                     cfg.seed, process))
+    return res
 
 
 # ---- the whole job: data, fit, final evaluation, checkpoint and model card ----------------------
@@ -286,7 +136,7 @@ def train_images(max_side: int = 768):
 
 
 def final_metrics(tok, sets: Sequence[str]) -> list[dict]:
-    from ..evaluate import evaluate_tokenizer
+    from ..eval.metrics import evaluate_tokenizer
 
     rows = []
     for set_name in sets:
@@ -303,7 +153,6 @@ def final_metrics(tok, sets: Sequence[str]) -> list[dict]:
 def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str, summary: str,
             on_step=None) -> Path:
     """Train ``model`` on the training artworks, evaluate, save checkpoint + model card; returns the folder."""
-    from ..cards import write_model_card
     from ..data.dataset import eval_batch
     from ..paths import CHECKPOINT_DIR, cache_dir
 
@@ -316,15 +165,13 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
     tok = tokenizer_cls(model)
     tok.name = name
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
-    tok.save_pretrained(out)
-    shutil.copy(run_dir / "eval_log.csv", out / "eval_log.csv")
     metrics = final_metrics(tok, cfg.final_eval_sets)
     evals = RunLog(run_dir).rows("eval")
     curve = ", ".join(f"{int(r['step'])}: {float(r['psnr']):.2f} dB / ppl {float(r['perplexity']):.0f}"
                       for r in evals[:: max(1, len(evals) // 8)] + ([] if (len(evals) - 1) % max(1, len(evals) // 8) == 0 else evals[-1:]))
     n_params = sum(p.numel() for p in model.parameters())
-    write_model_card(
-        out, name, summary=summary,
+    save_with_card(
+        tok, out, name, prior=True, summary=summary,
         data=(f"random {cfg.crop}×{cfg.crop} crops (rescaled so the short side is 1–{cfg.max_zoom:g}× the crop, "
               f"flipped) of the {n_train} training-split artworks; validation = {cfg.eval_set} at "
               f"{cfg.eval_size} px; Kodak and artworks-test never seen in training"),
@@ -337,5 +184,6 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
                "renormalised. LPIPS is n/a where the AlexNet backbone weights are not cached.\n\n"
                f"Config: `{asdict(cfg)}`\n"),
     )
+    shutil.copy(run_dir / "eval_log.csv", out / "eval_log.csv")
     print(json.dumps({"checkpoint": str(out), **res}, indent=1))
     return out

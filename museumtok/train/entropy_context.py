@@ -21,7 +21,6 @@ cache, ``~/.cache/museumtok/runs/<name>``), not to ``data/checkpoints``.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from . import register_trainer
+from .harness import Harness
 
 
 @dataclass
@@ -55,13 +55,14 @@ class EntropyContextConfig:
     eval_set: str = "kodak"            # held-out set coded for real at the end
     eval_limit: int | None = None      # its first images only (None: all)
     threads: int = 1                   # torch threads
+    device: str = "cpu"                # "cpu" (the budget is this process's CPU time), "auto" or "cuda"
     name: str | None = None            # key in the results JSON and run name (default: the context)
     out: str | None = None             # checkpoint folder (default ~/.cache/museumtok/runs/<name>-on-<init>)
     results: str | None = None         # JSON file the measured numbers are merged into (e.g. docs/s53/results.json)
 
 
 def _hyperprior(init: str):
-    from ..models import ScaleHyperprior
+    from ..codecs.learned import ScaleHyperprior
     from ..paths import CHECKPOINT_DIR
 
     path = Path(init) if Path(init).is_dir() else CHECKPOINT_DIR / init
@@ -69,8 +70,9 @@ def _hyperprior(init: str):
 
 
 def _stamp(path: Path) -> str:
-    st = (path / "model.safetensors").stat()
-    return f"{st.st_size}-{int(st.st_mtime)}"
+    from ..fingerprint import folder_fingerprint
+
+    return folder_fingerprint(path)[:16]
 
 
 @torch.no_grad()
@@ -107,7 +109,7 @@ def training_bank(cfg: EntropyContextConfig, hp, path: Path) -> tuple[torch.Tens
 
 
 def build(cfg: EntropyContextConfig):
-    from ..models.entroformer import ContextualHyperprior
+    from ..codecs.learned.entroformer import ContextualHyperprior
 
     hp, path = _hyperprior(cfg.init)
     kw = dict(context=cfg.context)
@@ -127,54 +129,45 @@ def bits_per_pixel(net, y: torch.Tensor, z_hat: torch.Tensor, crop: int, trainin
 
 def fit_context(net, y_bank: torch.Tensor, z_bank: torch.Tensor, cfg: EntropyContextConfig,
                 val: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-    """Train ``net.context`` on the bank for ``cfg.max_minutes`` CPU minutes; returns steps, times, curve."""
+    """Train ``net.context`` on the bank for ``cfg.max_minutes`` CPU minutes (:class:`Harness`, ``clock="cpu"``);
+    returns steps, times, why it stopped and the curve (a point at the start, every ``log_every`` steps, at the end)."""
     rng = random.Random(cfg.seed)
-    params = list(net.context.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr)
-    budget, wall_cap = 60 * cfg.max_minutes, 60 * cfg.max_wall_minutes
-    cpu0, wall0 = time.process_time(), time.time()
-    curve, ema, step = [], None, 0
+    opt = torch.optim.Adam(net.context.parameters(), lr=cfg.lr)
+    curve: list[dict] = []
 
-    def log_point():
-        row = {"step": step, "cpu_min": round((time.process_time() - cpu0) / 60, 3),
-               "wall_min": round((time.time() - wall0) / 60, 3), "train_bpp_ema": ema}
+    def point(step: int, cpu_s: float, wall_s: float, ema: float | None) -> dict:
+        row = {"step": step, "cpu_min": round(cpu_s / 60, 3), "wall_min": round(wall_s / 60, 3), "train_bpp_ema": ema}
         if val is not None:
             net.eval()
             with torch.no_grad():
-                row["val_bpp_y"] = float(bits_per_pixel(net, *val, cfg.crop, training=False))
+                row["val_bpp_y"] = float(bits_per_pixel(net, *(v.to(h.device) for v in val), cfg.crop, training=False))
             net.train()
         curve.append(row)
+        return row
+
+    h = Harness(net, opt, steps=cfg.max_steps, warmup=cfg.warmup_steps, max_minutes=cfg.max_minutes, clock="cpu",
+                max_wall_minutes=cfg.max_wall_minutes, schedule="time", min_lr_ratio=0.05, clip=1.0,
+                log_every=cfg.log_every, reduce=0.95, device=cfg.device,
+                row_fn=lambda r: point(r["step"], r["cpu_s"], r["wall_s"], r["bpp"]))
+
+    def batch(step):
+        idx = torch.tensor([rng.randrange(len(y_bank)) for _ in range(cfg.batch)])
+        return y_bank[idx], z_bank[idx]
+
+    def step_fn(m, yz, step):
+        bpp = bits_per_pixel(m, *yz, cfg.crop, training=True)
+        return bpp, {"bpp": bpp}
 
     net.train()
-    log_point()
-    while step < cfg.max_steps:
-        cpu, wall = time.process_time() - cpu0, time.time() - wall0
-        if cpu >= budget or wall >= wall_cap:
-            break
-        frac = cpu / budget
-        for g in opt.param_groups:
-            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-            g["lr"] = warm * cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        idx = torch.tensor([rng.randrange(len(y_bank)) for _ in range(cfg.batch)])
-        bpp = bits_per_pixel(net, y_bank[idx], z_bank[idx], cfg.crop, training=True)
-        opt.zero_grad(set_to_none=True)
-        bpp.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        v = float(bpp.detach())
-        ema = v if ema is None else 0.95 * ema + 0.05 * v
-        if step % cfg.log_every == 0:
-            log_point()
-    log_point()
+    point(0, 0.0, 0.0, None)
+    res = h.fit(step_fn, batch)
+    net.train()
+    point(res["steps"], res["cpu_time_s"], res["wall_time_s"], h.reduced.get("bpp"))
     net.eval()
-    cpu, wall = time.process_time() - cpu0, time.time() - wall0
-    return {"steps": step, "cpu_s": cpu, "wall_s": wall,
-            "stopped_by": "cpu budget" if cpu >= budget else "wall cap" if wall >= wall_cap else "steps",
-            "curve": curve}
+    return {"steps": res["steps"], "cpu_s": res["cpu_time_s"], "wall_s": res["wall_time_s"],
+            "stopped_by": res["stopped_by"], "curve": curve}
 
 
-@torch.no_grad()
 def code_images(codec, images, verify=None) -> list[dict]:
     """Compress + decompress each (id, (3, H, W)) for real: bytes, bpp, PSNR, ms per image.
 
@@ -227,7 +220,7 @@ def train(cfg: EntropyContextConfig, command: str = "museumtok train entropy-con
     from ..cards import hardware
     from ..data.dataset import eval_batch
     from ..paths import cache_dir
-    from ..rd import rd_images
+    from ..eval.rd import rd_images
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

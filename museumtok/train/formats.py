@@ -453,7 +453,7 @@ def load_llm(spec: str = "embedded", seed: int = 0):
     elif spec == "embedded":
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..llm.backend import convert_embedded
+        from ..llm.backends import convert_embedded
 
         path = convert_embedded()
         lm = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)

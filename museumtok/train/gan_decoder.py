@@ -1,7 +1,7 @@
 """``museumtok train gan-decoder``: HiFiC's adversarial decoder on the frozen ``hyperprior-q3`` (§5.3).
 
 Mentzer et al. (NeurIPS 2020, arXiv:2006.09965) train a hyperprior codec with a conditional GAN. Here
-only the synthesis transform g_s is fine-tuned (:mod:`museumtok.models.hific`: k_M·MSE + k_P·(1 − MS-SSIM)
+only the synthesis transform g_s is fine-tuned (:mod:`museumtok.codecs.learned.hific`: k_M·MSE + k_P·(1 − MS-SSIM)
 + β·(−log D(x̂, ŷ)), the package's PatchGAN conditioned on ŷ); g_a, h_a, h_s and the entropy models
 are frozen, so every image is coded into **exactly the same bytes** as by ``hyperprior-q3``. Measured
 like the VQ-GAN card: PSNR and sharpness (Laplacian energy of x̂ over x's,
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from . import register_trainer
+from .harness import Harness
 
 
 @dataclass
@@ -53,6 +52,7 @@ class GANDecoderConfig:
     eval_set: str = "kodak"            # held-out set: both decoders on the same bitstreams
     eval_limit: int | None = None      # its first images only (None: all)
     threads: int = 1                   # torch threads
+    device: str = "cpu"                # "cpu" (the budget is this process's CPU time), "auto" or "cuda"
     out: str | None = None             # checkpoint folder (default ~/.cache/museumtok/runs/gan-decoder-on-<init>)
     results: str | None = None         # JSON file the measured numbers are merged into (e.g. docs/s53/results.json)
     png: str | None = None             # picture: original | MSE decoder | GAN decoder on three held-out crops
@@ -86,60 +86,44 @@ def gan_decoder_from(hp, g_s_state: dict | None = None):
 
 
 def fit_gan_decoder(net, disc, sampler, cfg: GANDecoderConfig, hcfg, perceptual: str) -> dict:
-    """Fine-tune ``net.g_s`` against ``disc`` for ``cfg.max_minutes`` CPU minutes; returns steps, times, curve."""
+    """Fine-tune ``net.g_s`` against ``disc`` for ``cfg.max_minutes`` CPU minutes (:class:`Harness`, ``clock="cpu"``:
+    G then D each step); returns steps, times, why it stopped and the curve (EMA of the losses and sharpness)."""
     from ..metrics import sharpness_ratio
-    from ..models.hific import discriminator_loss, generator_loss
+    from ..codecs.learned.hific import discriminator_loss, generator_loss
 
-    opt_g = torch.optim.Adam(net.g_s.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
     for m in (net.g_a, net.h_a, net.h_s, net.entropy_bottleneck, net.gaussian_conditional):
         m.requires_grad_(False)
-    budget, wall_cap = 60 * cfg.max_minutes, 60 * cfg.max_wall_minutes
-    cpu0, wall0 = time.process_time(), time.time()
-    curve, ema, step = [], None, 0
-    net.g_s.train()
-    disc.train()
-    while step < cfg.max_steps:
-        cpu, wall = time.process_time() - cpu0, time.time() - wall0
-        if cpu >= budget or wall >= wall_cap:
-            break
-        frac = cpu / budget
-        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-        decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-        for opt, lr in ((opt_g, cfg.lr), (opt_d, cfg.lr_d)):
-            for g in opt.param_groups:
-                g["lr"] = warm * decay * lr
-        x = sampler.batch(cfg.batch)                                   # (B, 3, S, S)
+    pair = torch.nn.ModuleDict({"net": net, "disc": disc})
+    opts = {"g": torch.optim.Adam(net.g_s.parameters(), lr=cfg.lr, betas=(0.5, 0.9)),
+            "d": torch.optim.Adam(disc.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))}
+    h = Harness(pair, opts, steps=cfg.max_steps, warmup=cfg.warmup_steps, max_minutes=cfg.max_minutes, clock="cpu",
+                max_wall_minutes=cfg.max_wall_minutes, schedule="time", min_lr_ratio=0.1,
+                log_every=cfg.log_every, reduce=0.95, device=cfg.device,
+                row_fn=lambda r: {"step": r["step"], "cpu_min": round(r["cpu_s"] / 60, 3),
+                                  "wall_min": round(r["wall_s"] / 60, 3),
+                                  **{k: v for k, v in r.items() if k not in ("step", "cpu_s", "wall_s", "lr")}})
+
+    def step_fn(m, x, step):                                           # x (B, 3, S, S)
+        net, disc = m["net"], m["disc"]
         with torch.no_grad():
             y_hat = torch.round(net.g_a(x))                            # the symbols the bitstream carries
-        d_only = step < cfg.disc_warmup_steps
+        d_only = step < cfg.disc_warmup_steps                          # first steps: D only, g_s frozen
         with torch.set_grad_enabled(not d_only):
             x_hat = net.g_s(y_hat)
             g = generator_loss(x, x_hat, y_hat, disc, hcfg, perceptual)
-        if not d_only:
-            opt_g.zero_grad(set_to_none=True)
-            g["loss"].backward()
-            opt_g.step()
         d = discriminator_loss(x, x_hat, y_hat, disc, hcfg)
-        opt_d.zero_grad(set_to_none=True)                              # also drops the G pass's grads in D
-        d["d_loss"].backward()
-        opt_d.step()
-        step += 1
-        vals = {"loss": float(g["loss"].detach()), "psnr": float(-10 * torch.log10(g["mse"].clamp_min(1e-10))),
-                "sharpness": float(sharpness_ratio(x_hat.detach(), x).mean()),
-                "perceptual": float(g["perceptual"]), "adversarial": float(g["adversarial"]),
-                "d_loss": float(d["d_loss"].detach()), "logits_real": float(d["logits_real"]),
-                "logits_fake": float(d["logits_fake"])}
-        ema = vals if ema is None else {k: 0.95 * ema[k] + 0.05 * v for k, v in vals.items()}
-        if step % cfg.log_every == 0:
-            curve.append({"step": step, "cpu_min": round((time.process_time() - cpu0) / 60, 3),
-                          "wall_min": round((time.time() - wall0) / 60, 3), **ema})
+        logs = {"loss": g["loss"], "psnr": -10 * torch.log10(g["mse"].clamp_min(1e-10)),
+                "sharpness": sharpness_ratio(x_hat.detach(), x).mean(), "perceptual": g["perceptual"],
+                "adversarial": g["adversarial"], "d_loss": d["d_loss"], "logits_real": d["logits_real"],
+                "logits_fake": d["logits_fake"]}
+        # G steps first; D's zero_grad then also drops the G pass's gradients in D
+        return {"g": None if d_only else g["loss"], "d": d["d_loss"]}, logs
+
+    res = h.fit(step_fn, lambda step: sampler.batch(cfg.batch))
     net.eval()
     disc.eval()
-    cpu, wall = time.process_time() - cpu0, time.time() - wall0
-    return {"steps": step, "cpu_s": cpu, "wall_s": wall,
-            "stopped_by": "cpu budget" if cpu >= budget else "wall cap" if wall >= wall_cap else "steps",
-            "curve": curve}
+    return {"steps": res["steps"], "cpu_s": res["cpu_time_s"], "wall_s": res["wall_time_s"],
+            "stopped_by": res["stopped_by"], "curve": h.history}
 
 
 @torch.no_grad()
@@ -189,10 +173,10 @@ def decoders_png(path, hp, gan, set_name: str = "kodak", indices=(0, 4, 22), siz
                   "HiFiC-style adversarial g_s on the frozen hyperprior-q3: same bytes, sharper decoding (§5.3)")
 def train(cfg: GANDecoderConfig, command: str = "museumtok train gan-decoder") -> Path:
     from ..cards import hardware
-    from ..models.hific import ConditionalPatchGAN, HiFiCConfig
+    from ..codecs.learned.hific import ConditionalPatchGAN, HiFiCConfig
     from ..models.vqgan import perceptual_name
     from ..paths import cache_dir
-    from ..rd import rd_images
+    from ..eval.rd import rd_images
     from .entropy_context import _hyperprior, merge_results, summarise
     from .neural_codecs import CropSampler
 

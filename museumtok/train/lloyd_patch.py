@@ -13,10 +13,11 @@ from ..cards import write_model_card
 from ..data.catalog import load_catalog
 from ..data.dataset import _preload, random_crop
 from ..data.images import working_image
-from ..evaluate import evaluate_tokenizer
+from ..eval.metrics import evaluate_tokenizer
 from ..paths import CHECKPOINT_DIR
 from ..quantize.lloyd import fit_codebook
 from ..tokenizers.lloyd_patch import LloydPatchTokenizer
+from ..tokenizers.prior import save_tokenizer_prior
 from . import register_trainer
 
 
@@ -31,7 +32,7 @@ class LloydPatchConfig:
     method: str = "batch"            # "batch", "minibatch" or "ema" (Appendix B, Alg. 1)
     seed: int = 0                    # seeds the crops, the subsample and k-means++
     out: str | None = None           # output folder; default data/checkpoints/lloyd-patch-k{K}
-    eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))
+    eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # held-out sets in the card
 
 
 def collect_patches(cfg: LloydPatchConfig, split: str = "train") -> torch.Tensor:
@@ -84,4 +85,5 @@ def train(cfg: LloydPatchConfig, command: str = "museumtok train lloyd-patch") -
                "(the 5 standard scales need ≥161 px), weights renormalised.\n\nConfig: `"
                + str(asdict(cfg)) + "`\n"),
     )
+    save_tokenizer_prior(tok, out)  # prior.json: code counts per M on artworks-train, + the card's section
     return out

@@ -7,7 +7,7 @@ schedule (or, ``--causal true``, as the left-to-right autoregressive baseline of
     python -m museumtok train maskgit --crop 64 --batch-size 32 --steps 1500 --max-minutes 10       # maskgit-vqvae-f8-k1024-g8
     python -m museumtok train maskgit --causal true --crop 64 --batch-size 32 --steps 1500 --max-minutes 10  # ar-vqvae-f8-k1024-g8
 
-The quality comparison of the two (held-out bits/token, inpainting PSNR) is ``museumtok.evaluate_generative``
+The quality comparison of the two (held-out bits/token, inpainting PSNR) is ``museumtok.eval.generative``
 (``benchmarks/maskgit_vs_ar_quality.py``).
 
 Held-out metric: cross-entropy (nats/token) on the token grids of ``eval_set`` crops, masked positions
@@ -18,27 +18,27 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ..models.maskgit import MaskGIT, MaskGITConfig
-from . import register_trainer
-from .autoencoder import RunLog, batch_for_step, lr_at, train_images
+from . import nested_config, register_trainer
+from .autoencoder import batch_for_step, train_images
+from .harness import Harness, save_with_card
 
 
+@nested_config
 @dataclass
 class MaskGITTrainConfig:
     tokenizer: str = "vqvae-f8-k1024"            # frozen tokenizer checkpoint (VQ-VAE or VQ-GAN folder name)
     crop: int = 64                               # crop side in px; grid = crop / f (64 px, f 8 -> 8×8 = 64 tokens)
     bank: int = 4096                             # training crops tokenized once up front
     max_zoom: float = 3.0                        # shrink to a short side in [crop, max_zoom·crop] before cropping
-    dim: int = 128                               # transformer width d
-    depth: int = 4                               # layers
-    heads: int = 4                               # attention heads
-    dropout: float = 0.1                         # dropout
-    causal: bool = False                         # train the autoregressive baseline instead
+    model: MaskGITConfig = field(default_factory=MaskGITConfig)  # the transformer: --model.dim (or --dim), --depth,
+                                                 # --heads, --dropout, --causal true (the AR baseline); its K, grid and
+                                                 # tokenizer are set from the tokenizer
     steps: int = 1500                            # optimizer steps
     batch_size: int = 64                         # token grids per step
     lr: float = 1e-3                             # AdamW peak lr
@@ -52,6 +52,10 @@ class MaskGITTrainConfig:
     log_every: int = 50                          # train_log row every this many steps
     eval_every: int = 250                        # held-out cross-entropy every this many steps
     eval_set: str = "artworks-val"               # held-out images, cropped to `crop` px tiles
+    device: str = "auto"                         # "auto" (a GPU when there is one), "cpu" or "cuda"
+    precision: str = "fp32"                      # "fp32", or "bf16" autocast
+    save_every: int = 0                          # resume state every this many steps (0: none)
+    resume: bool = False                         # continue from <run_dir>/state when it exists
     run_dir: str | None = None                   # logs; default ~/.cache/museumtok/runs/<name>
     out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
     name: str | None = None                      # default maskgit-<tokenizer>-g<grid> (ar-… when causal)
@@ -104,7 +108,7 @@ def held_out_ce(model: MaskGIT, k: torch.Tensor, seed: int = 0) -> float:
         import torch.nn.functional as F
 
         kk = k.reshape(len(k), -1)
-        m = random_mask(len(k), kk.shape[1], g, r=r)
+        m = random_mask(len(k), kk.shape[1], g, r=r).to(kk.device)
         logits = model(torch.where(m, torch.full_like(kk, model.mask_id), kk))
         ce = float(F.cross_entropy(logits[m], kk[m]))
     model.train(was)
@@ -113,68 +117,52 @@ def held_out_ce(model: MaskGIT, k: torch.Tensor, seed: int = 0) -> float:
 
 @register_trainer("maskgit", MaskGITTrainConfig, "MaskGIT (or its causal AR baseline) on frozen VQ tokens (§4.6)")
 def train(cfg: MaskGITTrainConfig, command: str = "museumtok train maskgit") -> Path:
-    from ..cards import write_model_card
     from ..paths import CHECKPOINT_DIR, cache_dir
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     ae = load_tokenizer_model(cfg.tokenizer)
     grid = cfg.crop // ae.f
-    name = cfg.name or f"{'ar' if cfg.causal else 'maskgit'}-{Path(cfg.tokenizer).name}-g{grid}"
+    causal = cfg.model.causal
+    name = cfg.name or f"{'ar' if causal else 'maskgit'}-{Path(cfg.tokenizer).name}-g{grid}"
     run_dir = Path(cfg.run_dir) if cfg.run_dir else cache_dir("runs", name)
-    log = RunLog(run_dir)
-    for p in list(run_dir.glob("*_log.csv")) + [run_dir / "log.jsonl"]:
-        p.unlink(missing_ok=True)
     images, n_train = train_images()
     t0 = time.time()
     bank = token_bank(ae, images, cfg.bank, cfg.crop, cfg.max_zoom, cfg.seed)       # (n, h, w)
     k_val = held_out_tokens(ae, cfg.eval_set, cfg.crop)
     t_bank = time.time() - t0
-    model = MaskGIT(MaskGITConfig(codebook_size=ae.codebook_size, grid=(grid, grid), dim=cfg.dim, depth=cfg.depth,
-                                  heads=cfg.heads, dropout=cfg.dropout, causal=cfg.causal,
-                                  tokenizer=Path(cfg.tokenizer).name))
+    model = MaskGIT(replace(cfg.model, codebook_size=ae.codebook_size, grid=(grid, grid),
+                            tokenizer=Path(cfg.tokenizer).name))
+    c = model.config
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    t0, step, stopped_by = time.time(), 0, "steps"
-    model.train()
-    while step < cfg.steps:
-        if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
-            stopped_by = "wall time"
-            break
-        if cfg.stop_after and step >= cfg.stop_after:
-            stopped_by = f"stop_after={cfg.stop_after}"
-            break
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(step, cfg.steps, cfg.lr, cfg.warmup)
-        idx = torch.tensor([rng.randrange(len(bank)) for _ in range(cfg.batch_size)])
-        k = bank[idx]
-        out = model.loss(k, g)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.write("train", {"step": step, "wall_s": time.time() - t0, "loss": float(out["loss"].detach()),
-                                "mask_fraction": float(out["mask_fraction"])})
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            log.write("eval", {"step": step, "wall_s": time.time() - t0, "val_ce": held_out_ce(model, k_val)})
-    wall = time.time() - t0
-    model.eval()
+    h = Harness(model, opt, steps=cfg.steps, warmup=cfg.warmup, max_minutes=cfg.max_minutes, clip=1.0,
+                run_dir=run_dir, resume=cfg.resume, save_every=cfg.save_every, log_every=cfg.log_every,
+                eval_every=cfg.eval_every, evaluate=lambda m: {"val_ce": held_out_ce(m, k_val.to(h.device))},
+                final_eval=False, stop_after=cfg.stop_after or None, generators={"masks": g}, rngs={"batches": rng},
+                device=cfg.device, precision=cfg.precision)
+
+    def step_fn(m, k, step):
+        out = h.raw.loss(k, g)                                     # masks drawn on the CPU generator
+        return out["loss"], {"loss": out["loss"], "mask_fraction": out["mask_fraction"]}
+
+    res = h.fit(step_fn, lambda step: bank[torch.tensor([rng.randrange(len(bank)) for _ in range(cfg.batch_size)])])
+    step, wall = res["steps"], res["wall_time_s"]
+    stopped_by = f"stop_after={cfg.stop_after}" if res["stopped_by"] == "stop_after" else res["stopped_by"]
+    model = h.raw.cpu().eval()
     ce = held_out_ce(model, k_val)
     # unigram baseline: the entropy of the training-bank code frequencies, in nats
     p = torch.bincount(bank.reshape(-1), minlength=ae.codebook_size).float()
     p = p[p > 0] / p.sum()
     unigram = float(-(p * p.log()).sum())
     out_dir = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
-    model.save_pretrained(str(out_dir))
-    what = ("left-to-right autoregressive prior (the causal baseline of MaskGIT, same size)" if cfg.causal else
+    what = ("left-to-right autoregressive prior (the causal baseline of MaskGIT, same size)" if causal else
             "MaskGIT (Chang et al., CVPR 2022, arXiv:2202.04200): bidirectional transformer, cosine mask schedule")
-    write_model_card(
-        out_dir, name,
+    save_with_card(
+        model, out_dir, name,
         summary=(f"{what} over the {grid}×{grid} token grids of `{Path(cfg.tokenizer).name}` (K={ae.codebook_size}); "
-                 f"d={cfg.dim}, L={cfg.depth}, {cfg.heads} heads, "
+                 f"d={c.dim}, L={c.depth}, {c.heads} heads, "
                  f"{sum(q.numel() for q in model.parameters()) / 1e6:.2f} M parameters. Small and CPU-trained: "
                  "a teaching model, not a generator of convincing images."),
         data=(f"{cfg.bank} random {cfg.crop}×{cfg.crop} crops of the {n_train} training-split artworks, tokenized once "
@@ -183,7 +171,7 @@ def train(cfg: MaskGITTrainConfig, command: str = "museumtok train maskgit") -> 
         wall_time_s=wall,
         metrics=[{"set": cfg.eval_set, "grids": len(k_val),
                   "val_ce_nats": round(ce, 4), "unigram_entropy_nats": round(unigram, 4),
-                  "measured_on": "masked positions at γ = 0.5" if not cfg.causal else "all positions, teacher-forced"}],
+                  "measured_on": "masked positions at γ = 0.5" if not causal else "all positions, teacher-forced"}],
         command=command,
         extra=f"\nConfig: `{asdict(cfg)}`\n",
     )

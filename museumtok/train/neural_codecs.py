@@ -10,25 +10,20 @@ The card and ``training.json`` carry the whole chain of runs (``lineage``) and i
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from ..cards import write_model_card
 from ..data.catalog import load_catalog
 from ..data.dataset import _preload
 from ..data.images import pil_to_tensor
 from ..paths import CHECKPOINT_DIR
 from . import register_trainer
-
-#: CompressAI's λ for quality 1..8 (MSE models): the same ladder, so the reference points line up.
-QUALITY_LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+from .harness import Harness, save_with_card
 
 
 @dataclass
@@ -55,6 +50,7 @@ class NeuralCodecConfig:
     bf16: bool | None = None         # bfloat16 autocast for the transforms; entropy models stay float32. None: only where
                                      # oneDNN has native bf16 (AVX512-BF16/AMX: ~2× faster); emulated on AVX2 it is ~10× slower
     channels_last: bool = True       # NHWC memory layout (oneDNN: ~1.5× faster on CPU)
+    device: str = "auto"             # "auto" (a GPU when there is one), "cpu" or "cuda"
 
 
 class CropSampler:
@@ -129,7 +125,7 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]
 
 
 def build(model: str, cfg: NeuralCodecConfig, lmbda: float):
-    from ..models import ContextHyperprior, FactorizedPrior, ScaleHyperprior
+    from ..codecs.learned import ContextHyperprior, FactorizedPrior, ScaleHyperprior
 
     cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior, "context": ContextHyperprior}[model]
     return cls(N=cfg.N, M=cfg.M, lmbda=lmbda)
@@ -149,6 +145,8 @@ def load_matching(net: torch.nn.Module, path: str) -> list[str]:
 def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    from ..codecs.learned.base import QUALITY_LAMBDAS
+
     lmbda = cfg.lmbda if cfg.lmbda is not None else QUALITY_LAMBDAS[cfg.quality]
     name = f"{model}-q{cfg.quality}" if cfg.lmbda is None else f"{model}-l{lmbda:g}"
     out_dir = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
@@ -157,8 +155,6 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
     net = build(model, cfg, lmbda)
     copied = load_matching(net, cfg.init) if cfg.init else []
     sampler = CropSampler(cfg.crop, cfg.scales, cfg.seed)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    net = net.to(memory_format=fmt)
     bf16 = use_bf16(cfg.bf16)
     lineage = training_lineage(cfg.init) if cfg.init else []
     density = [p for n, p in net.named_parameters() if n.startswith("entropy_bottleneck.")]
@@ -166,37 +162,25 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
     rest = [p for p in net.parameters() if id(p) not in ids]
     opt = torch.optim.Adam([{"params": rest, "base_lr": cfg.lr},
                             {"params": density, "base_lr": cfg.lr * cfg.density_lr_mult}], lr=cfg.lr)
-    net.train()
-    t0 = time.time()
-    budget = cfg.max_minutes * 60
-    log, ema, step = [], None, 0
-    while step < cfg.max_steps and time.time() - t0 < budget:
-        frac = min(1.0, max(step / cfg.max_steps, (time.time() - t0) / budget))
-        for g in opt.param_groups:
-            warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
-            g["lr"] = warm * g["base_lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        x = sampler.batch(cfg.batch).contiguous(memory_format=fmt)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = net(x)
+    h = Harness(net, opt, steps=cfg.max_steps, warmup=cfg.warmup_steps, max_minutes=cfg.max_minutes,
+                schedule="progress", min_lr_ratio=0.05, clip=1.0, log_every=50, reduce=0.98, print_logs=True,
+                row_fn=lambda r: {"step": r["step"], "min": round(r["wall_s"] / 60, 2),
+                                  **{k: round(r[k], 4) for k in ("loss", "bpp", "mse", "psnr")}},
+                device=cfg.device, precision="bf16" if bf16 else "fp32", channels_last=cfg.channels_last)
+
+    def step_fn(m, x, step):
+        out = m(x)
         out["x_hat"] = out["x_hat"].float()
         L = rd_loss(out, x, lmbda)
-        opt.zero_grad(set_to_none=True)
-        L["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        step += 1
-        vals = {k: float(v.detach()) for k, v in L.items()}
-        ema = vals if ema is None else {k: 0.98 * ema[k] + 0.02 * vals[k] for k in vals}
-        if step % 50 == 0:
-            log.append({"step": step, "min": round((time.time() - t0) / 60, 2), **{k: round(v, 4) for k, v in ema.items()}})
-            print(log[-1], flush=True)
-    wall = time.time() - t0
-    net = net.to(memory_format=torch.contiguous_format).eval()   # safetensors stores contiguous tensors
+        return L["loss"], L
+
+    res = h.fit(step_fn, lambda step: sampler.batch(cfg.batch))
+    step, wall, log = res["steps"], res["wall_time_s"], h.history
+    net = h.raw.to("cpu", memory_format=torch.contiguous_format).eval()   # safetensors stores contiguous tensors
     net.update()
     net.name = name
-    net.save_pretrained(out_dir)
 
-    from ..rd import evaluate_codec, rd_images
+    from ..eval.rd import evaluate_codec, rd_images
 
     res = evaluate_codec(net, rd_images(cfg.eval_set, cfg.eval_limit))
     metrics = [{"set": cfg.eval_set, "images": len(res["images"]), "bpp (real bytes)": res["bpp"],
@@ -219,8 +203,8 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                  + "\n".join(f"{i + 1}. `{r['checkpoint']}`: {r['steps']} steps, "
                               f"{(r['wall_time_s'] or 0) / 60:.1f} min on {r.get('hardware') or 'unknown hardware'} — `{r['command']}`" for i, r in enumerate(lineage))
                  + "\n")
-    write_model_card(
-        out_dir, name,
+    save_with_card(
+        net, out_dir, name,
         summary=(f"{title}, N={cfg.N}, M={cfg.M}, trained on R + λ·255²·MSE with λ = {lmbda} "
                  f"(CompressAI's quality {cfg.quality} λ). A small CPU-trained model: expect it well below "
                  "CompressAI's published curve. Real bitstreams (range coder, integer tables in the checkpoint)."),

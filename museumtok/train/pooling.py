@@ -12,37 +12,26 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..cards import write_model_card
 from ..data.catalog import load_catalog
 from ..data.dataset import _preload, eval_batch
 from ..metrics import psnr
 from ..models.pooling import PooledAutoencoder, PoolingConfig
 from ..paths import CHECKPOINT_DIR
-from . import register_trainer
-from .anym import lr_at_progress
-from .autoencoder import batch_for_step, model_kwargs
+from . import nested_config, register_trainer
+from .autoencoder import batch_for_step
+from .harness import Harness, save_with_card
 
 
+@nested_config
 @dataclass
 class PoolingTrainConfig:
-    pooler: str = "tokenlearner"          # "tokenlearner" or "resampler"
-    num_tokens: int = 16                  # M, tokens per image
-    image_size: int = 64                  # working side S (training crops are S×S)
-    f: int = 8                            # encoder downsampling
-    channels: tuple[int, ...] = (16, 32, 64)        # conv widths
-    num_res: int = 1                      # residual blocks per resolution
-    dim: int = 64                         # token / attention width d
-    enc_depth: int = 2                    # resampler pooler layers
-    dec_depth: int = 2                    # decoding resampler layers
-    heads: int = 4                        # attention heads
-    ff_mult: int = 2                      # FFN width multiplier
-    levels: tuple[int, ...] = (8, 5, 5, 5)          # FSQ levels; K = Π L_i
+    model: PoolingConfig = field(default_factory=PoolingConfig)   # the pooled autoencoder: --model.pooler (or
+                                          # --pooler) tokenlearner|resampler, --num-tokens 16 …; crops are image_size px
     steps: int = 3000                     # optimizer steps planned (the cosine schedule's length)
     max_minutes: float = 4.0              # wall-clock cap; training stops at whichever comes first
     batch_size: int = 16                  # crops per step
@@ -52,6 +41,9 @@ class PoolingTrainConfig:
     seed: int = 0                         # seeds init and crops
     eval_sets: tuple[str, ...] = field(default=("artworks-test", "kodak"))   # held-out sets in the card
     log_every: int = 50                   # record the training loss every this many steps
+    threads: int = 1                      # torch CPU threads (1 on a shared machine)
+    device: str = "auto"                  # "auto" (a GPU when there is one), "cpu" or "cuda"
+    precision: str = "fp32"               # "fp32", or "bf16" autocast
     out: str | None = None                # output folder; default data/checkpoints/pool-<pooler>-m<M>
 
 
@@ -62,34 +54,25 @@ def training_images(max_side: int = 768):
 
 def fit_pooler(cfg: PoolingTrainConfig, images=None, model: PooledAutoencoder | None = None,
                progress=None) -> tuple[PooledAutoencoder, list[dict], float]:
-    """Train ``cfg.pooler`` for ``cfg.steps`` steps or ``cfg.max_minutes``; returns (model in eval mode,
+    """Train ``cfg.model.pooler`` for ``cfg.steps`` steps or ``cfg.max_minutes``; returns (model in eval mode,
     history rows {step, mse, psnr, s}, wall seconds). Same crops and schedule for every pooler."""
     torch.manual_seed(cfg.seed)
-    model = model or PooledAutoencoder(PoolingConfig(**model_kwargs(cfg, PoolingConfig)))
+    model = model or PooledAutoencoder(cfg.model)
     images = images if images is not None else training_images()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    t0, cap, step, run, history = time.time(), cfg.max_minutes * 60, 0, 0.0, []
-    model.train()
-    while step < cfg.steps and time.time() - t0 < cap:
-        p = max(step / cfg.steps, (time.time() - t0) / cap)
-        for g in opt.param_groups:
-            g["lr"] = lr_at_progress(p, step, cfg.lr, cfg.warmup)
-        x = batch_for_step(images, step, cfg.batch_size, cfg.image_size, cfg.max_zoom, cfg.seed)
-        _, loss = model(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        run += float(loss.detach())
-        step += 1
-        if step % cfg.log_every == 0:
-            mse = run / cfg.log_every
-            history.append({"step": step, "mse": mse, "psnr": 10 * math.log10(1 / mse), "s": time.time() - t0})
-            run = 0.0
-            if progress:
-                progress(history[-1])
-    model.eval()
-    return model, history, time.time() - t0
+    h = Harness(model, opt, steps=cfg.steps, warmup=cfg.warmup, max_minutes=cfg.max_minutes, schedule="progress",
+                min_lr_ratio=0.05, clip=1.0, log_every=cfg.log_every, reduce="mean", on_log=progress,
+                row_fn=lambda r: {"step": r["step"], "mse": r["mse"], "psnr": 10 * math.log10(1 / r["mse"]),
+                                  "s": r["wall_s"]},
+                device=cfg.device, precision=cfg.precision)
+
+    def step_fn(m, x, step):
+        _, loss = m(x)
+        return loss, {"mse": loss}
+
+    res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.model.image_size,
+                                                     cfg.max_zoom, cfg.seed))
+    return h.raw.cpu().eval(), h.history, res["wall_time_s"]
 
 
 @torch.no_grad()
@@ -104,24 +87,23 @@ def held_out_psnr(model: PooledAutoencoder, set_name: str = "artworks-test", lim
 
 @register_trainer("pooling", PoolingTrainConfig, "TokenLearner or Perceiver Resampler pooler at equal M (§10)")
 def train(cfg: PoolingTrainConfig, command: str = "museumtok train pooling") -> Path:
-    torch.set_num_threads(1)
-    name = f"pool-{cfg.pooler}-m{cfg.num_tokens}"
+    torch.set_num_threads(cfg.threads)
+    name = f"pool-{cfg.model.pooler}-m{cfg.model.num_tokens}"
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
     model, history, wall = fit_pooler(cfg, progress=lambda r: print(json.dumps(r), flush=True))
-    model.save_pretrained(out)
     metrics = [held_out_psnr(model, s) for s in cfg.eval_sets]
     c = model.config
     n_train = len(load_catalog(split="train", collection="artworks"))
     steps = history[-1]["step"] if history else 0
     hist = ", ".join(f"{h['step']}: {h['psnr']:.2f}" for h in history[:: max(1, len(history) // 10)])
-    write_model_card(
-        out, name,
+    save_with_card(
+        model, out, name,
         summary=(f"Token autoencoder with a {c.pooler} pooler: conv encoder (f={c.f}) → {c.pooler} → M={c.num_tokens} "
                  f"tokens (width {c.dim}) → FSQ {list(c.levels)} (K={c.codebook_size}) → query-grid resampler "
                  f"(depth {c.dec_depth}) → conv decoder, on {c.image_size} px crops. Pooler parameters: "
                  f"{model.pooler_parameters():,}; whole model {sum(p.numel() for p in model.parameters()):,}. "
                  "Trained only to compare the two poolers at equal M (notebook 10), not for use as a tokenizer."),
-        data=(f"random {cfg.image_size} px crops (short side shrunk to [S, {cfg.max_zoom}·S], flips) of the {n_train} "
+        data=(f"random {c.image_size} px crops (short side shrunk to [S, {cfg.max_zoom}·S], flips) of the {n_train} "
               "training-split artworks; test artworks and Kodak never seen"),
         steps=(f"{steps} AdamW steps of {cfg.batch_size} crops (stopped by "
                f"{'the planned steps' if steps >= cfg.steps else 'the wall-clock cap'})"),

@@ -222,7 +222,8 @@ class Draw:
 def draw_batch(cfg: SFTConfig, pools: dict[str, list[Crop]] | list[Crop], step: int) -> list[Draw]:
     """The dialogues of training step ``step`` (a pure function of (cfg.seed, step)): per dialogue a source
     drawn with the mix's shares, a crop of its pool, the card, whether the image is shown, the turns."""
-    from ..llm.guide import Card, sample_dialogue
+    from ..data.catalog import Card
+    from ..llm.guide import sample_dialogue
 
     if not isinstance(pools, dict):
         pools = {"artworks": pools}
@@ -273,7 +274,7 @@ def state_dir(name: str) -> Path:
 def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     import museumtok
     from ..cards import write_model_card
-    from ..llm.backend import TransformersBackend, make_backend
+    from ..llm.backends import TransformersBackend, make_backend
     from ..llm.sft import (AdapterConfig, add_adapter, answer_only_loss, code_words, collate, load_adapter,
                            newline_id, save_adapter, trainable_parameters, word_init_delta, word_init_positions)
     from ..llm.vocab import ImageVocab
@@ -416,7 +417,7 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
 def evaluate_adapter(directory: Path, eval_crops: int = 30, seed: int = 1) -> list[dict]:
     """Re-run the pixel-question ablation of a saved adapter on ``eval_crops`` held-out TEST crops."""
     import museumtok
-    from ..llm.backend import TransformersBackend
+    from ..llm.backends import TransformersBackend
     from ..llm.sft import load_adapter
     from ..llm.sft_data import PIXEL_KINDS
 
@@ -433,7 +434,7 @@ def evaluate_untrained(init: str = "words", tokenizer: str = "lloyd-patch-k1024"
     """The same held-out ablation for the base LLM with image rows initialised but nothing trained
     (LoRA factors B = 0, ΔE = the init): how much of the adapter's score the initialisation alone gives."""
     import museumtok
-    from ..llm.backend import TransformersBackend
+    from ..llm.backends import TransformersBackend
     from ..llm.sft import AdapterConfig, add_adapter, code_words, word_init_delta
     from ..llm.sft_data import PIXEL_KINDS
     from ..llm.vocab import ImageVocab

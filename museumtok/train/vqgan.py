@@ -9,14 +9,14 @@ on a CPU. ``--finetune all`` also trains encoder and codebook; ``--init none`` t
     python -m museumtok train vqgan --steps 20 --out /tmp/vg --run-dir /tmp/vg-run
 
 Two Adam optimizers (generator: encoder + decoder + codebook; discriminator), one step each per batch
-once ``disc_start`` is reached. Logs ``train_log.csv`` / ``eval_log.csv`` in the run folder. There is
-no mid-run resume in this trainer (runs are short); the final state is the checkpoint.
+once ``disc_start`` is reached, on :class:`museumtok.train.harness.Harness`. Logs ``train_log.csv`` /
+``eval_log.csv`` in the run folder. Runs are short, so by default there is no mid-run resume state
+(``--save-every N --resume true`` keeps one).
 """
 from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,8 @@ import torch
 
 from ..models.vqgan import VQGAN, VQGANConfig
 from . import register_trainer
-from .autoencoder import RunLog, batch_for_step, final_metrics, held_out_eval, lr_at, train_images
+from .autoencoder import batch_for_step, final_metrics, held_out_eval, train_images
+from .harness import Harness, resolve_checkpoint, save_with_card
 
 
 @dataclass
@@ -52,29 +53,27 @@ class VQGANTrainConfig:
     eval_set: str = "artworks-val"               # held-out set during training
     eval_size: int = 128                         # its working size
     final_eval_sets: tuple[str, ...] = field(default=("artworks-val", "artworks-test", "kodak"))  # for the card
-    run_dir: str | None = None                   # logs; default ~/.cache/museumtok/runs/<name>
+    device: str = "auto"                         # "auto" (a GPU when there is one), "cpu" or "cuda"
+    precision: str = "fp32"                      # "fp32", or "bf16" autocast
+    save_every: int = 0                          # resume state every this many steps (0: none, as runs are short)
+    resume: bool = False                         # continue from <run_dir>/state when it exists
+    run_dir: str | None = None                   # logs (+ resume state); default ~/.cache/museumtok/runs/<name>
     out: str | None = None                       # checkpoint folder; default data/checkpoints/<name>
     name: str | None = None                      # default vqgan-f8-k1024
 
 
 def build_model(cfg: VQGANTrainConfig) -> VQGAN:
     from ..models.vqvae import VQVAE
-    from ..paths import CHECKPOINT_DIR
 
     over = dict(perceptual=cfg.perceptual, perceptual_weight=cfg.perceptual_weight, disc_channels=cfg.disc_channels,
                 disc_layers=cfg.disc_layers, disc_weight=cfg.disc_weight, disc_start=cfg.disc_start)
     if cfg.init and cfg.init != "none":
-        path = Path(cfg.init) if Path(cfg.init).is_dir() else CHECKPOINT_DIR / cfg.init
-        return VQGAN.from_vqvae(VQVAE.from_pretrained(str(path)), **over)
+        return VQGAN.from_vqvae(VQVAE.from_pretrained(str(resolve_checkpoint(cfg.init))), **over)
     return VQGAN(VQGANConfig(**over))
 
 
 def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=None) -> dict:
-    """The two-player loop; returns steps, wall time and why it stopped."""
-    run_dir = Path(run_dir)
-    log = RunLog(run_dir)
-    for p in list(run_dir.glob("*_log.csv")) + [run_dir / "log.jsonl"]:
-        p.unlink(missing_ok=True)
+    """The two-player loop on :class:`Harness` (G then D each step); returns steps, wall time and why it stopped."""
     if cfg.finetune not in ("decoder", "all"):
         raise ValueError(f"finetune must be 'decoder' or 'all', got {cfg.finetune!r}")
     prefixes = ("decoder.",) if cfg.finetune == "decoder" else ("encoder.", "decoder.", "quantizer.")
@@ -82,43 +81,31 @@ def fit_vqgan(model: VQGAN, cfg: VQGANTrainConfig, images, run_dir: Path, x_val=
     if cfg.finetune == "decoder":  # tokens stay those of the initial VQ-VAE: no EMA updates, no restarts
         model.encoder.requires_grad_(False)
         model.quantizer.requires_grad_(False)
-    opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))
+    opts = {"g": torch.optim.Adam(g_params, lr=cfg.lr, betas=(0.5, 0.9)),
+            "d": torch.optim.Adam(model.discriminator.parameters(), lr=cfg.lr_d, betas=(0.5, 0.9))}
     K = model.codebook_size
-    t0, step, stopped_by = time.time(), 0, "steps"
-    model.train()
-    while step < cfg.steps:
-        if cfg.max_minutes and time.time() - t0 > 60 * cfg.max_minutes:
-            stopped_by = "wall time"
-            break
-        for opt, lr in ((opt_g, cfg.lr), (opt_d, cfg.lr_d)):
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg.steps, lr, cfg.warmup)
-        x = batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom, cfg.seed)
+    h = Harness(model, opts, steps=cfg.steps, warmup=cfg.warmup, max_minutes=cfg.max_minutes, run_dir=run_dir,
+                resume=cfg.resume, save_every=cfg.save_every, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                evaluate=(lambda m: held_out_eval(m, x_val, K)) if x_val is not None else None, final_eval=False,
+                device=cfg.device, precision=cfg.precision)
+
+    def step_fn(m, x, step):
+        m = h.raw
         if cfg.finetune == "decoder":
-            model.encoder.eval()
-            model.quantizer.eval()                 # eval mode: no EMA update, no dead-code restart
-        out = model.generator_step(x, step)
-        opt_g.zero_grad(set_to_none=True)
-        out.loss.backward()
-        opt_g.step()
-        d = {}
-        if step >= cfg.disc_start:
-            d = model.discriminator_loss(x, out.x_hat)
-            opt_d.zero_grad(set_to_none=True)  # also drops the generator pass's gradients in D
-            d["d_loss"].backward()
-            opt_d.step()
-        step += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {"step": step, "wall_s": time.time() - t0, "loss": float(out.loss.detach()),
-                   **{k: float(v.detach()) for k, v in out.losses.items()}}
-            for k in ("g_loss", "lambda_adaptive", "d_loss", "logits_real", "logits_fake"):  # fixed CSV columns
-                row[k] = float(d[k]) if k in d else float(out.losses[k].detach()) if k in out.losses else float("nan")
-            log.write("train", row)
-        if x_val is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-            log.write("eval", {"step": step, "wall_s": time.time() - t0, **held_out_eval(model, x_val, K)})
-    model.eval()
-    return {"steps": step, "wall_time_s": time.time() - t0, "stopped_by": stopped_by}
+            m.encoder.eval()
+            m.quantizer.eval()                 # eval mode: no EMA update, no dead-code restart
+        out = m.generator_step(x, step)
+        d = m.discriminator_loss(x, out.x_hat) if step >= cfg.disc_start else {}
+        row = {"loss": out.loss, **out.losses}
+        for k in ("g_loss", "lambda_adaptive", "d_loss", "logits_real", "logits_fake"):  # fixed CSV columns
+            row[k] = d[k] if k in d else out.losses[k] if k in out.losses else float("nan")
+        # G steps on its loss; then D (its zero_grad also drops the generator pass's gradients in D)
+        return {"g": out.loss, "d": d.get("d_loss")}, row
+
+    process = h.accelerator.process_index
+    res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom, cfg.seed,
+                                                     process))
+    return res
 
 
 @torch.no_grad()
@@ -141,10 +128,9 @@ def sharpness_table(model, init_model, sets, size: int) -> str:
 
 @register_trainer("vqgan", VQGANTrainConfig, "VQ-GAN: VQ-VAE + PatchGAN + perceptual term (§4.5)")
 def train(cfg: VQGANTrainConfig, command: str = "museumtok train vqgan") -> Path:
-    from ..cards import write_model_card
     from ..data.dataset import eval_batch
     from ..paths import CHECKPOINT_DIR, cache_dir
-    from ..tokenizers.vqgan import VQGANTokenizer
+    from ..tokenizers.autoencoder import VQGANTokenizer
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -158,15 +144,13 @@ def train(cfg: VQGANTrainConfig, command: str = "museumtok train vqgan") -> Path
     tok = VQGANTokenizer(model)
     tok.name = name
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / name
-    tok.save_pretrained(out)
-    shutil.copy(run_dir / "eval_log.csv", out / "eval_log.csv")
     metrics = final_metrics(tok, cfg.final_eval_sets)
     scope = (f"decoder only: encoder and codebook frozen, so the tokens are identical to {cfg.init}'s"
              if cfg.finetune == "decoder" else "encoder, codebook and decoder")
     compare = sharpness_table(model, build_model(VQGANTrainConfig(init=cfg.init)) if cfg.init != "none" else None,
                               cfg.final_eval_sets, cfg.eval_size)
-    write_model_card(
-        out, name,
+    save_with_card(
+        tok, out, name, prior=True,
         summary=(f"VQ-GAN (Esser, Rombach & Ommer, CVPR 2021, arXiv:2012.09841): the VQ-VAE architecture "
                  f"fine-tuned from `{cfg.init}` ({scope}) with L1 + {cfg.perceptual_weight:g}·L_perc + VQ terms + adaptive-weight "
                  f"hinge GAN (PatchGAN {cfg.disc_layers} layers, width {cfg.disc_channels}, from step {cfg.disc_start}). "
@@ -180,5 +164,6 @@ def train(cfg: VQGANTrainConfig, command: str = "museumtok train vqgan") -> Path
         extra=(f"\nHeld-out {cfg.eval_set} PSNR at {cfg.eval_size} px before fine-tuning: {before['psnr']:.2f} dB. "
                f"Full log: `eval_log.csv`.\n\n{compare}\n\nConfig: `{asdict(cfg)}`\n"),
     )
+    shutil.copy(run_dir / "eval_log.csv", out / "eval_log.csv")
     print(json.dumps({"checkpoint": str(out), **res}, indent=1))
     return out

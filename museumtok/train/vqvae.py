@@ -8,47 +8,49 @@ Rerunning with the same ``--run-dir`` resumes from its saved state (``--resume f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..models.vqvae import VQVAE, VQVAEConfig
-from ..tokenizers.vqvae import VQVAETokenizer
-from . import register_trainer
-from .autoencoder import AutoencoderRunConfig, model_kwargs, run_job
+from ..tokenizers.autoencoder import VQVAETokenizer
+from . import nested_config, register_trainer
+from .autoencoder import AutoencoderRunConfig, run_job
+from .harness import resolve_checkpoint
 
 
+@nested_config
 @dataclass
 class VQVAETrainConfig(AutoencoderRunConfig):
-    # model (fields of museumtok.models.vqvae.VQVAEConfig)
-    f: int = 8                                   # downsampling factor: S px -> (S/f)² tokens
-    channels: tuple[int, ...] = (32, 64, 128, 128)  # widths at full res, 1/2, …, 1/f
-    num_res: int = 1                             # residual blocks per resolution
-    codebook_size: int = 1024                    # K
-    dim: int = 32                                # D, code dimension
-    beta: float = 0.25                           # β, commitment weight
-    ema: bool = True                             # EMA codebook (no codebook loss)
-    decay: float = 0.99                          # γ, EMA decay
-    kmeans_init: bool = True                     # k-means initialisation on the first batch
-    restart_dead_after: int = 50                 # restart codes unused for this many steps (0: never)
-    cosine: bool = False                         # cosine-similarity lookup
+    model: VQVAEConfig = field(default_factory=VQVAEConfig)  # the VQ-VAE: --model.f 16 (or --f 16), --model.codebook-size …
     steps: int = 4000                            # optimizer steps (the lr schedule spans these)
+    init: str | None = None                      # warm start from a trained VQ-VAE of smaller f (folder or
+                                                 # registry name; e.g. vqvae-f8-k1024 for f = 16): VQVAE.grow_from
 
 
 @register_trainer("vqvae", VQVAETrainConfig, "VQ-VAE with an EMA codebook (§4.3)")
 def train(cfg: VQVAETrainConfig, command: str = "museumtok train vqvae") -> Path:
     torch.manual_seed(cfg.seed)
-    name = cfg.name or f"vqvae-f{cfg.f}-k{cfg.codebook_size}"
-    model = VQVAE(VQVAEConfig(**model_kwargs(cfg, VQVAEConfig)))
-    lookup = "cosine" if cfg.cosine else "Euclidean"
+    c = cfg.model
+    name = cfg.name or f"vqvae-f{c.f}-k{c.codebook_size}"
+    model = VQVAE(c)
+    lookup = "cosine" if c.cosine else "Euclidean"
     summary = (
         f"VQ-VAE (van den Oord et al., NeurIPS 2017, arXiv:1711.00937): convolutional encoder/decoder with "
-        f"{cfg.num_res} residual block(s) per level, widths {list(cfg.channels)}, downsampling f={cfg.f}, "
-        f"K={cfg.codebook_size} codes of D={cfg.dim} ({lookup} nearest neighbour), "
-        + ("EMA codebook (γ=" + f"{cfg.decay}), " if cfg.ema else "codebook loss, ")
-        + f"β={cfg.beta}, " + ("k-means initialisation, " if cfg.kmeans_init else "")
-        + (f"dead codes restarted after {cfg.restart_dead_after} unused steps. " if cfg.restart_dead_after else ". ")
-        + f"M = (S/{cfg.f})² tokens for a working image of S px: 64 px → 64, 128 px → 256, 256 px → 1024."
+        f"{c.num_res} residual block(s) per level, widths {list(c.channels)}, downsampling f={c.f}, "
+        f"K={c.codebook_size} codes of D={c.dim} ({lookup} nearest neighbour), "
+        + ("EMA codebook (γ=" + f"{c.decay}), " if c.ema else "codebook loss, ")
+        + f"β={c.beta}, " + ("k-means initialisation, " if c.kmeans_init else "")
+        + (f"dead codes restarted after {c.restart_dead_after} unused steps. " if c.restart_dead_after else ". ")
+        + f"M = (S/{c.f})² tokens for a working image of S px: "
+        + ", ".join(f"{s} px → {(s // c.f) ** 2}" for s in (64, 128, 256, 512) if s >= 2 * c.f) + "."
     )
+    if cfg.init:
+        src = resolve_checkpoint(cfg.init)
+        donor = VQVAE.from_pretrained(str(src))
+        grown = model.grow_from(donor)
+        summary += (f" Warm-started from `{src.name}` (f={donor.config.f}): its encoder and "
+                    f"decoder levels and its codebook copied ({grown['copied']} tensors), the extra f={c.f} "
+                    f"stage initialised ({grown['initialised']} tensors).")
     return run_job(cfg, name, model, VQVAETokenizer, command, summary)

@@ -6,13 +6,13 @@ M_F8 = (64, 256, 1024)
 
 register(RegistryEntry(
     name="dvae-f8-k1024", kind="tokenizer",
-    target="museumtok.tokenizers.dvae:DVAETokenizer",
+    target="museumtok.tokenizers.autoencoder:DVAETokenizer",
     description="dVAE (Ramesh et al. 2021, DALL·E): Gumbel-softmax over K=1024 codes, f=8",
     chapter="4.4", supported_M=M_F8, default_M=256, checkpoint="dvae-f8-k1024",
 ))
 register(RegistryEntry(
     name="vqvae-f8-k1024", kind="tokenizer",
-    target="museumtok.tokenizers.vqvae:VQVAETokenizer",
+    target="museumtok.tokenizers.autoencoder:VQVAETokenizer",
     description="VQ-VAE (van den Oord et al. 2017): conv encoder/decoder, f=8, K=1024 EMA codebook",
     chapter="4.3", supported_M=M_F8, default_M=256, checkpoint="vqvae-f8-k1024",
     llm_adapter="sft-smollm2-vqvae-f8-k1024",      # §7 guide adapter, used when bundled
