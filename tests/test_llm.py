@@ -205,6 +205,31 @@ def test_kv_cache_reuse_gives_the_same_answer():
     assert cached.last_stats["reused_tokens"] == 0
 
 
+def test_each_visitor_keeps_a_prefix_when_another_asks_in_between():
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok))
+    cached = TransformersBackend(model, tok, reuse_cache=True)
+    fresh = TransformersBackend(model, tok, reuse_cache=False)
+    v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
+    cached.attach_vocab(v)
+    fresh.attach_vocab(v)
+    img_a, img_b = v.to_text(torch.arange(16) % 16), v.to_text(torch.arange(16).flip(0) % 16)
+    a1 = prefix_messages(img_a, "what colour is the painting ?", persona="system")
+    ans_a1 = cached.generate(a1, max_new_tokens=6)
+    cached.generate(prefix_messages(img_b, "who painted this ?", persona="system"), max_new_tokens=6)   # visitor B
+    a2 = prefix_messages(img_a, "who painted this ?", [{"role": "user", "content": a1[-1]["content"]},
+                                                       {"role": "assistant", "content": ans_a1}], persona="system")
+    ans_a2 = cached.generate(a2, max_new_tokens=6)
+    assert cached.last_stats["reused_tokens"] >= 16 + 2             # A's image and first turn were still kept
+    assert ans_a2 == fresh.generate(a2, max_new_tokens=6)
+    cached.cache_slots = 1                                           # one slot: B's turn pushes A's prefix out
+    cached.reset()
+    cached.generate(a1, max_new_tokens=6)
+    cached.generate(prefix_messages(img_b, "who painted this ?", persona="system"), max_new_tokens=6)
+    cached.generate(a2, max_new_tokens=6)
+    assert cached.last_stats["reused_tokens"] < 16
+
+
 def test_concurrent_streams_take_turns_and_give_the_same_answers():
     """Two visitors at once: the second answer starts before the first one ends (tokens interleave in
     arrival order) and both answers are what each visitor gets alone."""

@@ -148,3 +148,36 @@ def test_every_trainer_field_has_a_comment_for_its_help():
     for name, tr in load_trainers().items():
         missing = [f.name for f in dataclasses.fields(tr.config_cls) if not field_comments(tr.config_cls).get(f.name)]
         assert not missing, (name, missing)
+
+
+def test_optimizer_state_round_trips_through_safetensors(tmp_path):
+    """The SFT trainer's resume state: AdamW with two parameter groups, written as safetensors + JSON."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from museumtok.train.harness import load_optimizer_tensors, optimizer_tensors
+
+    def make():
+        torch.manual_seed(0)
+        a, b = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+        return a, b, torch.optim.AdamW([{"params": a.parameters(), "lr": 1e-3},
+                                        {"params": b.parameters(), "lr": 1e-2}])
+    a, b, opt = make()
+    for _ in range(3):
+        opt.zero_grad()
+        b(a(torch.randn(5, 4))).square().mean().backward()
+        opt.step()
+    tensors, groups = optimizer_tensors(opt)
+    save_file(tensors, tmp_path / "optimizer.safetensors")
+    (tmp_path / "optimizer.json").write_text(json.dumps(groups))
+    _, _, fresh = make()
+    load_optimizer_tensors(fresh, load_file(tmp_path / "optimizer.safetensors"),
+                           json.loads((tmp_path / "optimizer.json").read_text()))
+    want, got = opt.state_dict(), fresh.state_dict()
+    assert [g["lr"] for g in got["param_groups"]] == [1e-3, 1e-2]
+    assert want["state"].keys() == got["state"].keys() and len(want["state"]) == 4
+    for pid, st in want["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(got["state"][pid][k]))

@@ -65,6 +65,32 @@ def _opt_file(i: int, name: str) -> str:
     return "optimizer.safetensors" if i == 0 else f"optimizer-{name}.safetensors"
 
 
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """An optimizer's state as safetensors-ready tensors ``{"<param id>.<key>": t}`` and JSON (param groups,
+    non-tensor values): what :func:`save_state` writes, usable on its own (the SFT trainer's resume state)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: dict) -> None:
+    """Inverse of :func:`optimizer_tensors`."""
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
 def save_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers, info: dict,
                generators: Mapping[str, torch.Generator] | None = None,
                rngs: Mapping[str, random.Random] | None = None) -> None:
@@ -81,21 +107,14 @@ def save_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers, in
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
     meta: dict[str, Any] = {}
     for i, (name, opt) in enumerate(_as_dict(optimizers).items()):
-        sd = opt.state_dict()
-        tensors, scalars = {}, {}
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                if torch.is_tensor(v):
-                    tensors[f"{pid}.{k}"] = v.detach().cpu().contiguous()
-                else:
-                    scalars[f"{pid}.{k}"] = v
+        tensors, groups = optimizer_tensors(opt)
         if i == 0:
             tensors["__torch_rng__"] = torch.get_rng_state()
             for g_name, g in (generators or {}).items():
                 tensors[f"__generator_{g_name}__"] = g.get_state()
-            meta.update(param_groups=sd["param_groups"], scalars=scalars)
+            meta.update(groups)
         else:
-            meta.setdefault("optimizers", {})[name] = {"param_groups": sd["param_groups"], "scalars": scalars}
+            meta.setdefault("optimizers", {})[name] = groups
         save_file(tensors, tmp / _opt_file(i, name))
     if rngs:
         meta["random_states"] = {k: [r.getstate()[0], list(r.getstate()[1]), r.getstate()[2]] for k, r in rngs.items()}
@@ -120,14 +139,7 @@ def load_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers,
             torch.set_rng_state(tensors.pop("__torch_rng__"))
             for g_name, g in (generators or {}).items():
                 g.set_state(tensors.pop(f"__generator_{g_name}__"))
-        state: dict[int, dict] = {}
-        for key, v in tensors.items():
-            pid, k = key.split(".", 1)
-            state.setdefault(int(pid), {})[k] = v
-        for key, v in groups["scalars"].items():
-            pid, k = key.split(".", 1)
-            state.setdefault(int(pid), {})[k] = v
-        opt.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+        load_optimizer_tensors(opt, tensors, groups)
     for k, r in (rngs or {}).items():
         v, s, g = meta["random_states"][k]
         r.setstate((v, tuple(s), g))

@@ -36,6 +36,7 @@ import torch
 
 from ..llm.sft import adapter_name
 from . import register_trainer
+from .harness import load_optimizer_tensors, optimizer_tensors
 
 
 @dataclass
@@ -315,7 +316,12 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     lora = [p for p in pm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": delta.parameters_to_train(), "lr": cfg.emb_lr}],
                             weight_decay=0.0)
-    if cfg.resume and (sdir / "optimizer.pt").is_file():
+    if cfg.resume and (sdir / "optimizer.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        load_optimizer_tensors(opt, load_file(sdir / "optimizer.safetensors"),
+                               json.loads((sdir / "optimizer.json").read_text()))
+    elif cfg.resume and (sdir / "optimizer.pt").is_file():      # a run saved before safetensors: tensors only
         opt.load_state_dict(torch.load(sdir / "optimizer.pt", weights_only=True))
     t_pool = time.time()
     pool = source_pools(cfg, tok)
@@ -334,7 +340,12 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
         sdir.mkdir(parents=True, exist_ok=True)
         acfg.extra = {"steps": progress["step"], "trainable_parameters": n_train}
         save_adapter(sdir / "adapter", pm, delta, acfg)
-        torch.save(opt.state_dict(), sdir / "optimizer.pt")
+        from safetensors.torch import save_file
+
+        tensors, groups = optimizer_tensors(opt)                # safetensors + JSON, never a pickle
+        save_file(tensors, sdir / "optimizer.safetensors")
+        (sdir / "optimizer.json").write_text(json.dumps(groups))
+        (sdir / "optimizer.pt").unlink(missing_ok=True)
         (sdir / "progress.json").write_text(json.dumps(progress))
 
     seg = {"start_step": progress["step"], "command": command, "started": time.strftime("%Y-%m-%d %H:%M"),

@@ -17,3 +17,9 @@ register(RegistryEntry(
     chapter="4.3", supported_M=M_F8, default_M=256, checkpoint="vqvae-f8-k1024",
     llm_adapter="sft-smollm2-vqvae-f8-k1024",      # §7 guide adapter, used when bundled
 ))
+register(RegistryEntry(
+    name="vqvae-f16-k1024", kind="tokenizer",
+    target="museumtok.tokenizers.autoencoder:VQVAETokenizer",
+    description="VQ-VAE at f=16: 256 tokens for a 256 px image (the literature's standard rate), K=1024",
+    chapter="4.3", supported_M=(16, 64, 256), default_M=256, checkpoint="vqvae-f16-k1024",
+))

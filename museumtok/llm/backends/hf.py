@@ -1,10 +1,11 @@
 """Any transformers causal LM as a chat backend (``hf:<path or Hub id>[#4bit|#8bit]`` and the embedded
 SmolLM2): streamed token by token, with the §7 LoRA guide adapters and prefix KV-cache reuse.
 
-KV cache (§6.3): :class:`TransformersBackend` keeps the KV cache of its last prompt + answer and,
-on the next call, reuses the longest common token prefix (system prompt and image, and the earlier
-turns), so turn 2 only prefills the new question. A new image changes the prefix, which flushes
-the cache; ``reset()`` flushes it explicitly.
+KV cache (§6.3): :class:`TransformersBackend` keeps the KV caches of its last few prompts + answers
+(``cache_slots``, one per recent visitor, each tagged with the adapter it was made under) and, on the next
+call, reuses the one with the longest common token prefix (system prompt and image, and the earlier
+turns), so turn 2 only prefills the new question, even when other visitors asked in between; ``reset()``
+flushes them.
 
 Several visitors at once: the model runs one forward pass at a time, but a streamed answer holds it only
 for its pre-fill and then for one token at a time, taking turns with the other answers in the order they
@@ -104,8 +105,8 @@ class TransformersBackend(ChatBackend):
         self._ckw = cache_kwarg(model)
         self._lock = FairLock()                         # one forward pass at a time, streams take turns
         self._local = threading.local()                 # last_stats of the stream this thread consumed
-        self._cache = None
-        self._cache_ids: list[int] = []
+        self.cache_slots = 4                            # prefixes kept: one per recent visitor (≈25 MB each)
+        self._caches: list[tuple[tuple, list[int], object]] = []   # (adapter state, token ids, KV cache), newest first
         self._suppress: list[int] = []
         self._adapters: dict[str, tuple[Path, object, object]] = {}  # vocab namespace -> (folder, AdapterConfig, ImageRowDelta)
         self._active: str | None = None                 # namespace of the adapter in use (LoRA on, its ΔE on)
@@ -218,10 +219,12 @@ class TransformersBackend(ChatBackend):
         LoRA on, prompts in the §7.3 form it was trained on. A vocabulary without an adapter gets the base
         model for its (withheld) tokens, or a loaded version-2 adapter as a guide that cannot see."""
         with self._lock:
+            rows = self.model.get_input_embeddings().weight.shape[0]
             vocab.attach(self.model, self.tokenizer, init=init, codebook=codebook)
             self._suppress = sorted(set(self._suppress) | set(range(vocab.token_offset, vocab.token_offset + vocab.K))
                                     | {vocab.start_id, vocab.end_id})
-            self._cache, self._cache_ids = None, []
+            if self.model.get_input_embeddings().weight.shape[0] != rows:   # new tokens: cached prefixes are stale
+                self._caches = []
             for _, _, delta in self._adapters.values():   # resizing replaced the embedding module: re-hook ΔE
                 delta.rehook(self.model.get_input_embeddings())
             self._use_adapter(vocab, adapter)
@@ -287,15 +290,15 @@ class TransformersBackend(ChatBackend):
 
     def reset(self) -> None:
         with self._lock:
-            self._cache, self._cache_ids = None, []
+            self._caches = []
 
     # ---- generation ----------------------------------------------------------------------------------
-    def _reusable(self, ids: list[int]) -> int:
-        """Length of the common prefix of ``ids`` and the cached tokens (at least one token is left to run)."""
-        if not self.reuse_cache or self._cache is None:
+    def _reusable(self, ids: list[int], cached_ids: list[int]) -> int:
+        """Length of the common prefix of ``ids`` and ``cached_ids`` (at least one token is left to run)."""
+        if not self.reuse_cache:
             return 0
         n = 0
-        for a, b in zip(ids, self._cache_ids):
+        for a, b in zip(ids, cached_ids):
             if a != b:
                 break
             n += 1
@@ -308,6 +311,36 @@ class TransformersBackend(ChatBackend):
             if opened >= 0 and end not in ids[opened:n]:
                 n = opened
         return n
+
+    def _take_cache(self, ids: list[int], state: tuple):
+        """The kept prefix (made under the same adapter) sharing most tokens with ``ids``: (tokens reused,
+        cache or None). Used whole, it leaves the pool (the stream owns it until it ends); used in part, the
+        stream gets a cropped copy and the whole one stays for its own visitor. Call under the lock."""
+        best, n_best = None, 0
+        for i, (st, cached_ids, _) in enumerate(self._caches):
+            if st == state:
+                n = self._reusable(ids, cached_ids)
+                if n > n_best:
+                    best, n_best = i, n
+        if best is None:
+            return 0, None
+        _, _, cache = self._caches[best]
+        extra = cache.get_seq_length() - n_best
+        if extra > 0:                           # only a common beginning (another visitor's prompt, or the
+            import copy                         # end of this one's last answer): crop a copy, keep the whole
+
+            cache = copy.deepcopy(cache)
+            cache.crop(-extra)                  # negative: drop that many tokens (every 4.x/5.x version)
+        else:
+            self._caches.pop(best)
+        return n_best, cache
+
+    def _keep_cache(self, state: tuple, ids: list[int], cache) -> None:
+        """Keep a finished prefix, newest first, at most ``cache_slots``. Call under the lock."""
+        if not self.reuse_cache or cache is None:
+            return
+        self._caches = [(state, list(ids), cache)] + [c for c in self._caches if c[1] != ids]
+        del self._caches[self.cache_slots:]
 
     def _forward(self, input_ids, cache, logits_to_keep=1):
         if self._adapters and self._active is None:
@@ -343,15 +376,9 @@ class TransformersBackend(ChatBackend):
         t0 = time.perf_counter()
         with self._lock, torch.inference_mode():        # pre-fill: this stream's adapter and cache
             state = self._adapter_state()
-            reuse = self._reusable(ids)
-            if reuse > 0:
-                cache = self._cache
-                extra = cache.get_seq_length() - reuse
-                if extra > 0:
-                    cache.crop(-extra)          # negative: drop that many tokens (every 4.x/5.x version)
-            else:
+            reuse, cache = self._take_cache(ids, state)
+            if cache is None:
                 cache = DynamicCache(config=self.model.config)
-            self._cache, self._cache_ids = None, []          # the stream owns it until it ends
             x = torch.tensor([ids[reuse:]], device=self.device)
             logits, cache = self._forward(x, cache)
         cached = list(ids)
@@ -381,7 +408,7 @@ class TransformersBackend(ChatBackend):
                 yield text[len(shown):]
         finally:
             with self._lock:
-                self._cache, self._cache_ids = cache, cached     # the latest finished answer's prefix is kept
+                self._keep_cache(state, cached, cache)           # this visitor's prefix, for the next turn
             t_end = time.perf_counter()
             decode_s = (t_end - t_first) if t_first else 0.0
             self.last_stats = {
@@ -409,7 +436,7 @@ class TransformersBackend(ChatBackend):
             t0 = time.perf_counter()
             cache = DynamicCache(config=self.model.config)
             _, cache = self._forward(torch.tensor([a[:n]], device=self.device), cache)
-            self._cache, self._cache_ids = cache, list(a[:n])
+            self._keep_cache(self._adapter_state(), a[:n], cache)
             return time.perf_counter() - t0
 
     def generate_many(self, prompts: list[list[int]], max_new_tokens: int = 64, batch_size: int = 16,
@@ -427,7 +454,7 @@ class TransformersBackend(ChatBackend):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         rng = torch.Generator().manual_seed(seed) if temperature > 0 else None
         with self._lock, torch.inference_mode():
-            self._cache, self._cache_ids = None, []
+            self._caches = []
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
                 P = [prompts[i] for i in idx]
