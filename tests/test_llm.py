@@ -179,7 +179,8 @@ def test_make_backend_specs(monkeypatch):
 
 
 # ---- transformers backend: streaming and KV-cache reuse (tiny model) ---------------------------------------
-def test_kv_cache_reuse_gives_the_same_answer():
+def cached_and_fresh():
+    """Two backends on one tiny model, with and without KV-cache reuse, and a 16-code image vocabulary."""
     tok = tiny_tokenizer()
     model = tiny_llama(vocab_size=len(tok))
     cached = TransformersBackend(model, tok, reuse_cache=True)
@@ -187,6 +188,11 @@ def test_kv_cache_reuse_gives_the_same_answer():
     v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
     cached.attach_vocab(v)
     fresh.attach_vocab(v)         # same model and tokenizer: attaching again is a no-op
+    return cached, fresh, v
+
+
+def test_kv_cache_reuse_gives_the_same_answer():
+    cached, fresh, v = cached_and_fresh()
     img = v.to_text(torch.arange(16) % 16)
     turn1 = prefix_messages(img, "what colour is the painting ?", persona="system")
     a1 = cached.generate(turn1, max_new_tokens=6)
@@ -206,13 +212,7 @@ def test_kv_cache_reuse_gives_the_same_answer():
 
 
 def test_each_visitor_keeps_a_prefix_when_another_asks_in_between():
-    tok = tiny_tokenizer()
-    model = tiny_llama(vocab_size=len(tok))
-    cached = TransformersBackend(model, tok, reuse_cache=True)
-    fresh = TransformersBackend(model, tok, reuse_cache=False)
-    v = ImageVocab.for_tokenizer("lloyd-patch-k16", 16)
-    cached.attach_vocab(v)
-    fresh.attach_vocab(v)
+    cached, fresh, v = cached_and_fresh()
     img_a, img_b = v.to_text(torch.arange(16) % 16), v.to_text(torch.arange(16).flip(0) % 16)
     a1 = prefix_messages(img_a, "what colour is the painting ?", persona="system")
     ans_a1 = cached.generate(a1, max_new_tokens=6)
