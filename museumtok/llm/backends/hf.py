@@ -15,6 +15,7 @@ stream keeps its own KV cache and its own adapter (re-activated when another vis
 """
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -327,9 +328,7 @@ class TransformersBackend(ChatBackend):
         _, _, cache = self._caches[best]
         extra = cache.get_seq_length() - n_best
         if extra > 0:                           # only a common beginning (another visitor's prompt, or the
-            import copy                         # end of this one's last answer): crop a copy, keep the whole
-
-            cache = copy.deepcopy(cache)
+            cache = copy.deepcopy(cache)        # end of this one's last answer): crop a copy, keep the whole
             cache.crop(-extra)                  # negative: drop that many tokens (every 4.x/5.x version)
         else:
             self._caches.pop(best)
@@ -339,7 +338,12 @@ class TransformersBackend(ChatBackend):
         """Keep a finished prefix, newest first, at most ``cache_slots``. Call under the lock."""
         if not self.reuse_cache or cache is None:
             return
-        self._caches = [(state, list(ids), cache)] + [c for c in self._caches if c[1] != ids]
+
+        def superseded(entry) -> bool:          # the same visitor's earlier turn: (almost) all of it is in ids
+            st, old_ids, _ = entry
+            return st == state and self._reusable(ids + [-1], old_ids) >= 0.9 * len(old_ids)
+
+        self._caches = [(state, list(ids), cache)] + [c for c in self._caches if not superseded(c)]
         del self._caches[self.cache_slots:]
 
     def _forward(self, input_ids, cache, logits_to_keep=1):
