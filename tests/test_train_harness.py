@@ -1,5 +1,6 @@
 """The one training harness (museumtok.train.harness) and the `museumtok train` command line built from
 the trainers' config dataclasses: nested model configs, flat aliases, help text from the field comments."""
+import json
 import argparse
 import re
 import shlex
@@ -181,3 +182,15 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
     for pid, st in want["state"].items():
         for k, v in st.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(got["state"][pid][k]))
+
+
+def test_resume_from_a_state_without_base_lr(tmp_path):
+    """A state written before the harness kept ``base_lr`` in the param groups still resumes, with this run's peak."""
+    _, r1 = _run(tmp_path / "b", stop_after=3)
+    meta_file = tmp_path / "b" / "state" / "state.json"
+    meta = json.loads(meta_file.read_text())
+    for g in meta["param_groups"]:
+        g.pop("base_lr", None)
+    meta_file.write_text(json.dumps(meta))
+    _, r2 = _run(tmp_path / "b")
+    assert (r2["resumed_from"], r2["steps"]) == (3, 6)

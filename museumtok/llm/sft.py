@@ -21,6 +21,8 @@ log-likelihood after the prompt (:func:`candidate_logprobs`).
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import random
 import re
@@ -415,7 +417,7 @@ def answer_only_loss(model, batch: dict[str, torch.Tensor], bf16: bool = False) 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     device = next(model.parameters()).device
     ids, att, lab = (batch[k].to(device) for k in ("input_ids", "attention_mask", "labels"))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():  # or the caller's
         h = base.model(input_ids=ids, attention_mask=att).last_hidden_state     # (B, n, d)
         tgt = lab[:, 1:]                                                          # (B, n-1)
         keep = tgt != -100

@@ -4,8 +4,9 @@ Each module in this package registers its trainer with :func:`register_trainer`:
 dataclass (one comment per field) and a function ``train(cfg, command) -> checkpoint folder``.
 The gradient trainers run their steps through :class:`museumtok.train.harness.Harness` (time limit,
 schedule, resume, device and precision, logs); those with a model card end with
-:func:`museumtok.train.harness.save_with_card`. ``sft`` and ``formats`` (a frozen LLM with adapters)
-keep their own loops; ``lloyd-patch`` is k-means.
+:func:`museumtok.train.harness.save_with_card`: all of them, ``sft`` and ``formats`` (a frozen LLM with
+adapters; ``trainable_only`` state) included. ``lloyd-patch`` is k-means (no optimizer: its loop is
+:func:`museumtok.quantize.lloyd.fit_codebook`) and shares only ``save_with_card``.
 
 A training config may nest its model's config (``VQVAETrainConfig.model: VQVAEConfig``). The CLI turns
 every field into an option, nested ones as ``--model.f 16`` with the flat ``--f 16`` kept as an alias

@@ -412,36 +412,37 @@ def build_format(name: str, lm, hf_tok, table: torch.Tensor, cfg: FormatsConfig)
 
 
 def train_format(fmt: _Format, train: Crops, cfg: FormatsConfig, hf_tok, log=print) -> tuple[list[float], list[float], int, float]:
-    """Train ``fmt`` for ``cfg.max_steps`` steps or ``cfg.max_seconds``, whichever ends first.
+    """Train ``fmt`` on the project's :class:`~museumtok.train.harness.Harness` for ``cfg.max_steps`` steps or
+    ``cfg.max_seconds``, whichever ends first, at a constant learning rate (each format the same way).
     Returns (losses, seconds at each step, steps, training seconds)."""
+    from .harness import Harness
+
     opt = torch.optim.AdamW(fmt.param_groups(cfg.lr, cfg.gate_lr), weight_decay=0.0)
     at = train_batches(cfg.kinds, len(train.facts), cfg.batch, cfg.seed)
     cands = candidate_ids(hf_tok, cfg.kinds)
     if cfg.loss not in ("candidates", "lm"):
         raise ValueError(f"loss must be 'candidates' or 'lm', got {cfg.loss!r}")
     use_candidates = cfg.loss == "candidates" and all(_single_tokens(c) for c in cands.values())
-    losses, secs = [], []
-    t0 = time.perf_counter()
-    step = 0
-    while step < cfg.max_steps and time.perf_counter() - t0 < cfg.max_seconds:
-        b = at(step)
-        codes = train.codes[[i for i, _, _ in b]]
+
+    def step_fn(model: _Format, b, step: int):
+        codes = train.codes[[i for i, _, _ in b]].to(next(model.parameters()).device)
         questions = [q for _, _, q in b]
         if use_candidates:
-            loss = fmt.candidate_loss(codes, questions, [[c[0] for c in cands[k]] for _, k, _ in b],
-                                      [CANDIDATES[k].index(answer_word(k, train.facts[i])) for i, k, _ in b])
+            loss = model.candidate_loss(codes, questions, [[c[0] for c in cands[k]] for _, k, _ in b],
+                                        [CANDIDATES[k].index(answer_word(k, train.facts[i])) for i, k, _ in b])
         else:
             answers = [_answer_ids(hf_tok, answer_word(k, train.facts[i])) for i, k, _ in b]
-            loss = fmt.loss(codes, questions, answers)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        losses.append(float(loss.detach()))
-        secs.append(time.perf_counter() - t0)
-        if log and (step == 1 or step % 10 == 0):
-            log(f"  {fmt.name}: step {step}, loss {losses[-1]:.3f}, {secs[-1]:.0f} s")
-    return losses, secs, step, time.perf_counter() - t0
+            loss = model.loss(codes, questions, answers)
+        return loss, {"loss": loss}
+
+    def on_log(row: dict) -> None:
+        if log and (row["step"] == 1 or row["step"] % 10 == 0):
+            log(f"  {fmt.name}: step {row['step']}, loss {row['loss']:.3f}, {row['wall_s']:.0f} s")
+
+    h = Harness(fmt, opt, steps=cfg.max_steps, max_minutes=cfg.max_seconds / 60, min_lr_ratio=1.0,  # constant lr
+                log_every=1, on_log=on_log, device="cpu", desc=fmt.name)   # CPU: the table compares CPU prefill times
+    res = h.fit(step_fn, at)                   # ends with fmt.eval(): the frozen LM as loaded
+    return [r["loss"] for r in h.history], [r["wall_s"] for r in h.history], res["steps"], res["wall_time_s"]
 
 
 def load_llm(spec: str = "embedded", seed: int = 0):

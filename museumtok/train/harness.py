@@ -18,6 +18,8 @@ A trainer builds its model and optimizer(s), then hands :class:`Harness` a ``ste
   held-out evaluation every ``eval_every`` steps;
 - resume: ``<run_dir>/state/`` holds the model, the optimizers' moments, torch's RNG and any extra
   generators as safetensors plus one JSON file, never a pickle; a rerun continues where it stopped.
+  ``trainable_only`` keeps only the parameters that train (a LoRA run on a frozen LLM: megabytes);
+- ``stop_on_signal``: SIGTERM/SIGINT finish the step, save and stop (a long run killed cleanly resumes).
 
 :func:`save_with_card` is the common end: ``save_pretrained``, ``write_model_card`` and (for
 tokenizers) the entropy-coding prior.
@@ -29,6 +31,8 @@ import json
 import math
 import random
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -88,13 +92,19 @@ def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: Mapping[str, tor
     for key, v in meta["scalars"].items():
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = [dict(g) for g in meta["param_groups"]]
+    for saved, current in zip(groups, opt.param_groups):  # a key the saved groups lack (e.g. ``base_lr`` in a
+        for k, v in current.items():                      # state written before the harness set it) keeps
+            if k != "params":                             # this run's value instead of vanishing on load
+                saved.setdefault(k, v)
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers, info: dict,
                generators: Mapping[str, torch.Generator] | None = None,
-               rngs: Mapping[str, random.Random] | None = None) -> None:
+               rngs: Mapping[str, random.Random] | None = None, trainable_only: bool = False) -> None:
     """Write model, optimizer(s) and RNG state atomically (a temp folder renamed over the old one).
+    ``trainable_only``: only the parameters that train (a LoRA run on a frozen LLM: megabytes, not the LLM).
 
     The first optimizer goes to ``optimizer.safetensors`` (with torch's RNG state), others to
     ``optimizer-<name>.safetensors``; param groups, non-tensor state, Python ``random.Random`` states and
@@ -104,7 +114,8 @@ def save_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers, in
     tmp = run_dir / (STATE_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in _model_state(model, trainable_only).items()},
+              tmp / "model.safetensors")
     meta: dict[str, Any] = {}
     for i, (name, opt) in enumerate(_as_dict(optimizers).items()):
         tensors, groups = optimizer_tensors(opt)
@@ -125,12 +136,26 @@ def save_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers, in
     tmp.rename(final)
 
 
+def _model_state(model: torch.nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+    if not trainable_only:
+        return model.state_dict()
+    return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
 def load_state(run_dir: Path, model: torch.nn.Module, optimizers: Optimizers,
                generators: Mapping[str, torch.Generator] | None = None,
-               rngs: Mapping[str, random.Random] | None = None) -> dict:
+               rngs: Mapping[str, random.Random] | None = None, trainable_only: bool = False) -> dict:
     """Restore what :func:`save_state` wrote; returns its JSON (step, wall time, …)."""
     d = Path(run_dir) / STATE_DIR
-    model.load_state_dict(load_file(d / "model.safetensors"))
+    saved = load_file(d / "model.safetensors")
+    if trainable_only:
+        expected = set(_model_state(model, True))
+        if set(saved) != expected:
+            raise ValueError(f"{d}: the saved trainable tensors do not match this model's "
+                             f"({len(set(saved) - expected)} unexpected, {len(expected - set(saved))} missing)")
+        model.load_state_dict(saved, strict=False)
+    else:
+        model.load_state_dict(saved)
     meta = json.loads((d / "state.json").read_text())
     for i, (name, opt) in enumerate(_as_dict(optimizers).items()):
         tensors = load_file(d / _opt_file(i, name))
@@ -194,6 +219,15 @@ class RunLog:
 
 
 # ---- the harness ---------------------------------------------------------------------------------
+def _catch_signals(signalled: list[str]) -> dict:
+    """Make SIGTERM/SIGINT append their name to ``signalled`` (the loop then stops cleanly and saves) instead of
+    killing the process; returns the previous handlers. Only the main thread may install handlers: elsewhere nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, lambda signum, frame: signalled.append(signal.Signals(signum).name))
+            for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
 def _accelerator(device: str, precision: str):
     """An Accelerator on ``device`` ("auto": CUDA when there is one) with ``precision`` ("fp32", "bf16", "fp16").
 
@@ -246,7 +280,9 @@ class Harness:
                  final_eval: bool = True, device: str = "auto", precision: str = "fp32",
                  channels_last: bool = False, threads: int | None = None, stop_after: int | None = None,
                  generators: Mapping[str, torch.Generator] | None = None,
-                 rngs: Mapping[str, random.Random] | None = None, progress: bool = False, desc: str = "train"):
+                 rngs: Mapping[str, random.Random] | None = None, progress: bool = False, desc: str = "train",
+                 trainable_only: bool = False, on_save: Callable[[int], None] | None = None,
+                 stop_on_signal: bool = False):
         if schedule not in ("steps", "progress", "time"):
             raise ValueError(f"schedule must be 'steps', 'progress' or 'time', got {schedule!r}")
         if threads:
@@ -263,6 +299,7 @@ class Harness:
         self.log = RunLog(self.run_dir) if self.run_dir is not None else None
         self.resume, self.progress, self.desc = resume, progress, desc
         self.channels_last = channels_last
+        self.trainable_only, self.on_save, self.stop_on_signal = trainable_only, on_save, stop_on_signal
         self.accelerator = _accelerator(device, precision)
         self.device = self.accelerator.device
         if channels_last:
@@ -310,7 +347,9 @@ class Harness:
 
     def _save(self, info: dict) -> None:
         if self.run_dir is not None and self.accelerator.is_main_process:
-            save_state(self.run_dir, self.raw, self.optimizers, info, self.generators, self.rngs)
+            save_state(self.run_dir, self.raw, self.optimizers, info, self.generators, self.rngs, self.trainable_only)
+            if self.on_save:
+                self.on_save(int(info["step"]))
 
     def _eval(self, step: int, wall: float) -> None:
         row = {"step": step, "wall_s": wall, **self.evaluate(self.raw)}
@@ -327,7 +366,8 @@ class Harness:
         start, before, cpu_before = 0, 0.0, 0.0
         if self.log is not None:
             if self.resume and (self.run_dir / STATE_DIR / "state.json").exists():
-                meta = load_state(self.run_dir, self.raw, self.optimizers, self.generators, self.rngs)
+                meta = load_state(self.run_dir, self.raw, self.optimizers, self.generators, self.rngs,
+                                  self.trainable_only)
                 start, before = int(meta["step"]), float(meta["wall_time_s"])
                 cpu_before = float(meta.get("cpu_time_s", 0.0))
                 self.log.truncate_after(start)
@@ -342,54 +382,63 @@ class Harness:
         bar = tqdm(total=self.steps, initial=start, desc=self.desc, mininterval=10,
                    disable=not self.progress or not acc.is_main_process)
         self.model.train()
-        while step < self.steps:
-            if self.budget_s and elapsed() >= self.budget_s:
-                stopped_by = self.time_label
-                break
-            if self.wall_cap_s and wall() >= self.wall_cap_s:
-                stopped_by = "wall cap"
-                break
-            if self.stop_after is not None and step >= self.stop_after:
-                stopped_by = "stop_after"
-                break
-            scale = self.lr_scale(step, elapsed())
-            for opt in self.optimizers.values():
-                for g in opt.param_groups:
-                    g["lr"] = g["base_lr"] * scale
-            batch = _to(batches(step), self.device, self.channels_last) if batches is not None else None
-            with acc.autocast():
-                loss, step_logs = step_fn(self.model, batch, step)
-            if torch.is_tensor(loss):
-                self._update(next(iter(self.optimizers.values())), loss)
-            elif isinstance(loss, Mapping):
-                for name, part in loss.items():
-                    if part is not None:
-                        self._update(self.optimizers[name], part)
-            step += 1
-            n += 1
-            bar.update(1)
-            logs = self._reduce(logs, step_logs or {}, n)
-            if self.log_every and (step % self.log_every == 0 or step == self.steps):
-                vals = {k: v / n for k, v in logs.items()} if self.reduce == "mean" else dict(logs)
-                row = {"step": step, "wall_s": wall(), "cpu_s": cpu(),
-                       "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"], **vals}
-                row = self.row_fn(row) if self.row_fn else row
-                self.history.append(row)
-                if self.log is not None and acc.is_main_process:
-                    self.log.write("train", row)
-                if self.print_logs and acc.is_main_process:
-                    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
-                          flush=True)
-                if self.on_log:
-                    self.on_log(row)
-                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
-                if not isinstance(self.reduce, float):
-                    logs, n = {}, 0
-            if self.evaluate and self.eval_every and (step % self.eval_every == 0 or step == self.steps) \
-                    and acc.is_main_process:
-                self._eval(step, wall())
-            if self.save_every and step % self.save_every == 0:
-                self._save({"step": step, "wall_time_s": wall(), "cpu_time_s": cpu()})
+        signalled: list[str] = []                  # SIGTERM/SIGINT with stop_on_signal: finish the step, save, stop
+        old = _catch_signals(signalled) if self.stop_on_signal else {}
+        try:
+            while step < self.steps:
+                if signalled:
+                    stopped_by = f"signal {signalled[0]}"
+                    break
+                if self.budget_s and elapsed() >= self.budget_s:
+                    stopped_by = self.time_label
+                    break
+                if self.wall_cap_s and wall() >= self.wall_cap_s:
+                    stopped_by = "wall cap"
+                    break
+                if self.stop_after is not None and step >= self.stop_after:
+                    stopped_by = "stop_after"
+                    break
+                scale = self.lr_scale(step, elapsed())
+                for opt in self.optimizers.values():
+                    for g in opt.param_groups:
+                        g["lr"] = g["base_lr"] * scale
+                batch = _to(batches(step), self.device, self.channels_last) if batches is not None else None
+                with acc.autocast():
+                    loss, step_logs = step_fn(self.model, batch, step)
+                if torch.is_tensor(loss):
+                    self._update(next(iter(self.optimizers.values())), loss)
+                elif isinstance(loss, Mapping):
+                    for name, part in loss.items():
+                        if part is not None:
+                            self._update(self.optimizers[name], part)
+                step += 1
+                n += 1
+                bar.update(1)
+                logs = self._reduce(logs, step_logs or {}, n)
+                if self.log_every and (step % self.log_every == 0 or step == self.steps):
+                    vals = {k: v / n for k, v in logs.items()} if self.reduce == "mean" else dict(logs)
+                    row = {"step": step, "wall_s": wall(), "cpu_s": cpu(),
+                           "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"], **vals}
+                    row = self.row_fn(row) if self.row_fn else row
+                    self.history.append(row)
+                    if self.log is not None and acc.is_main_process:
+                        self.log.write("train", row)
+                    if self.print_logs and acc.is_main_process:
+                        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
+                              flush=True)
+                    if self.on_log:
+                        self.on_log(row)
+                    bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
+                    if not isinstance(self.reduce, float):
+                        logs, n = {}, 0
+                if self.evaluate and self.eval_every and (step % self.eval_every == 0 or step == self.steps) \
+                        and acc.is_main_process:
+                    self._eval(step, wall())
+                if self.save_every and step % self.save_every == 0:
+                    self._save({"step": step, "wall_time_s": wall(), "cpu_time_s": cpu()})
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
         bar.close()
         self.reduced = logs                        # the reduced logs since the last row (the running EMA for β)
         w, c = wall(), cpu()
@@ -399,7 +448,8 @@ class Harness:
         if self.log is not None and not evaluated:
             rows = self.log.rows("eval")
             evaluated = bool(rows) and int(rows[-1]["step"]) == step
-        if self.evaluate and self.final_eval and not evaluated and stopped_by != "stop_after" \
+        if self.evaluate and self.final_eval and not evaluated \
+                and not stopped_by.startswith(("stop_after", "signal")) \
                 and acc.is_main_process:                                     # an interruption logs nothing extra
             self._eval(step, w)
         self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False).eval()   # its own forward again

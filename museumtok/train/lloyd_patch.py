@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..cards import write_model_card
 from ..data.catalog import load_catalog
 from ..data.dataset import _preload, random_crop
 from ..data.images import working_image
@@ -17,8 +16,8 @@ from ..eval.metrics import evaluate_tokenizer
 from ..paths import CHECKPOINT_DIR
 from ..quantize.lloyd import fit_codebook
 from ..tokenizers.lloyd_patch import LloydPatchTokenizer
-from ..tokenizers.prior import save_tokenizer_prior
 from . import register_trainer
+from .harness import save_with_card
 
 
 @dataclass
@@ -63,15 +62,15 @@ def train(cfg: LloydPatchConfig, command: str = "museumtok train lloyd-patch") -
     tok.codebook.copy_(res.codebook.float())
     tok.name = f"lloyd-patch-k{cfg.K}"
     out = Path(cfg.out) if cfg.out else CHECKPOINT_DIR / tok.name
-    tok.save_pretrained(out)
     metrics = []
     for set_name in cfg.eval_sets:
         for M in tok.supported_M:
             r = evaluate_tokenizer(tok, set_name, M)
             metrics.append({k: r[k] for k in ("set", "M", "size", "images", "psnr", "ssim", "ms_ssim", "usage", "perplexity", "bpp")})
     hist = ", ".join(f"{d:.4f}" for d in res.history[:: max(1, len(res.history) // 10)])
-    write_model_card(
-        out, tok.name,
+    # the harness's common end (k-means has no optimizer to schedule: its loop is quantize.lloyd.fit_codebook)
+    return save_with_card(
+        tok, out, tok.name, prior=True,   # + prior.json: code counts per M on artworks-train
         summary=(f"Lloyd-Max / k-means codebook of K={cfg.K} RGB patches of {cfg.patch}×{cfg.patch} px "
                  f"(§4.1, Appendix B Alg. 1), k-means++ initialisation, {cfg.method} Lloyd updates. "
                  f"M = (S/{cfg.patch})² tokens for a working image of S px."),
@@ -85,5 +84,3 @@ def train(cfg: LloydPatchConfig, command: str = "museumtok train lloyd-patch") -
                "(the 5 standard scales need ≥161 px), weights renormalised.\n\nConfig: `"
                + str(asdict(cfg)) + "`\n"),
     )
-    save_tokenizer_prior(tok, out)  # prior.json: code counts per M on artworks-train, + the card's section
-    return out

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import random
-import signal
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ import torch
 
 from ..llm.sft import adapter_name
 from . import register_trainer
-from .harness import load_optimizer_tensors, optimizer_tensors
+from .harness import STATE_DIR, Harness, RunLog, load_optimizer_tensors, save_state
 
 
 @dataclass
@@ -53,6 +52,7 @@ class SFTConfig:
     batch: int = 8                         # dialogues (crops) per step
     steps: int = 1200                      # total optimiser steps of the run, resumed segments included
     max_minutes: float = 60.0              # stop this segment after this wall time (resume later)
+    stop_after: int | None = None          # stop this segment at this step, the schedule unchanged (resume later)
     pool_crops: int = 3000                 # random TRAIN crops tokenized once at the start
     turns: int = 3                         # Visitor/Guide turns per dialogue
     card_frac: float = 0.6                 # share of dialogues whose prompt holds the work's catalog card
@@ -257,12 +257,27 @@ def step_batch(cfg: SFTConfig, pool: dict[str, list[Crop]] | list[Crop], step: i
     return pairs
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from 1 to 0.1 at ``total``."""
-    if step <= warmup:
-        return step / max(1, warmup)
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+def _migrate_state(sdir: Path, trained: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict) -> None:
+    """Turn a resume state of the trainer before the harness (``optimizer.safetensors`` + ``optimizer.json``,
+    or ``optimizer.pt``; the per-step losses in ``progress.json``) into the harness's ``state/`` folder and
+    ``train_log.csv``; the adapter (already loaded into ``trained``) stays where it is."""
+    from safetensors.torch import load_file
+
+    if (sdir / "optimizer.safetensors").is_file():
+        load_optimizer_tensors(opt, load_file(sdir / "optimizer.safetensors"),
+                               json.loads((sdir / "optimizer.json").read_text()))
+    elif (sdir / "optimizer.pt").is_file():                       # tensors only, read without pickle
+        opt.load_state_dict(torch.load(sdir / "optimizer.pt", weights_only=True))
+    wall = sum(g.get("train_s", 0) for g in progress["segments"] + [progress.get("current", {})])
+    save_state(sdir, trained, opt, {"step": progress["step"], "wall_time_s": float(wall), "cpu_time_s": 0.0},
+               trainable_only=True)
+    log = RunLog(sdir)
+    log.clear()
+    for i, loss in enumerate(progress.pop("losses", [])[:progress["step"]]):
+        log.write("train", {"step": i + 1, "loss": loss})
+    for f in ("optimizer.safetensors", "optimizer.json", "optimizer.pt"):
+        (sdir / f).unlink(missing_ok=True)
+    (sdir / "progress.json").write_text(json.dumps(progress))
 
 
 def state_dir(name: str) -> Path:
@@ -282,9 +297,9 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     from ..paths import CHECKPOINT_DIR
 
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    t0 = time.time()
     tok = museumtok.load(cfg.tokenizer)
+    if cfg.M not in tok.supported_M:
+        raise ValueError(f"--M {cfg.M}: {cfg.tokenizer} gives M in {list(tok.supported_M)}")
     backend = make_backend(cfg.llm)
     if not isinstance(backend, TransformersBackend):
         raise ValueError(f"--llm {cfg.llm!r} is not a local transformers model; SFT needs its weights")
@@ -294,7 +309,8 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     sdir = state_dir(out.resolve().as_posix().strip("/").replace("/", "_"))
     row_end = newline_id(hf_tok) if cfg.row_ends else None
     vocab = ImageVocab.for_tokenizer(cfg.tokenizer, tok.K)
-    progress = {"step": 0, "segments": [], "losses": []}
+    progress = {"step": 0, "segments": []}
+    torch.manual_seed(cfg.seed)         # here, after the loads (a first load in a process may draw random numbers)
     if cfg.resume:
         if not (sdir / "progress.json").is_file():
             raise FileNotFoundError(f"--resume: no saved state in {sdir}; start without --resume")
@@ -316,81 +332,65 @@ def train(cfg: SFTConfig, command: str = "museumtok train sft") -> Path:
     lora = [p for p in pm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr}, {"params": delta.parameters_to_train(), "lr": cfg.emb_lr}],
                             weight_decay=0.0)
-    if cfg.resume and (sdir / "optimizer.safetensors").is_file():
-        from safetensors.torch import load_file
-
-        load_optimizer_tensors(opt, load_file(sdir / "optimizer.safetensors"),
-                               json.loads((sdir / "optimizer.json").read_text()))
-    elif cfg.resume and (sdir / "optimizer.pt").is_file():      # a run saved before safetensors: tensors only
-        opt.load_state_dict(torch.load(sdir / "optimizer.pt", weights_only=True))
     t_pool = time.time()
     pool = source_pools(cfg, tok)
     pool_s = time.time() - t_pool
     pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else hf_tok.eos_token_id
     bf16 = cfg.bf16 and (torch.cuda.is_available() or cpu_has_bf16())
     n_train = sum(p.numel() for p in params)
-
-    stop = {"now": False}
-    def _stop(signum, frame):           # SIGTERM/SIGINT: finish the step, save, leave resumable
-        stop["now"] = True
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    log = open(cfg.log, "a") if cfg.log else None
-
-    def save_state():
-        sdir.mkdir(parents=True, exist_ok=True)
-        acfg.extra = {"steps": progress["step"], "trainable_parameters": n_train}
-        save_adapter(sdir / "adapter", pm, delta, acfg)
-        from safetensors.torch import save_file
-
-        tensors, groups = optimizer_tensors(opt)                # safetensors + JSON, never a pickle
-        save_file(tensors, sdir / "optimizer.safetensors")
-        (sdir / "optimizer.json").write_text(json.dumps(groups))
-        (sdir / "optimizer.pt").unlink(missing_ok=True)
-        (sdir / "progress.json").write_text(json.dumps(progress))
-
+    trained = torch.nn.ModuleDict({"lm": pm, "image_rows": delta})   # what the harness moves, trains and saves
+    if cfg.resume and not (sdir / STATE_DIR / "state.json").is_file():
+        _migrate_state(sdir, trained, opt, progress)                 # a state written before the harness
+    if "current" in progress:                                        # a segment killed before it could end
+        progress["segments"].append(progress.pop("current"))
+    before_s = json.loads((sdir / STATE_DIR / "state.json").read_text())["wall_time_s"] if cfg.resume else 0.0
     seg = {"start_step": progress["step"], "command": command, "started": time.strftime("%Y-%m-%d %H:%M"),
            "bf16": bf16, "threads": cfg.threads}
+    log = open(cfg.log, "a") if cfg.log else None
+
+    def on_save(step: int) -> None:     # beside the harness's state: the adapter as peft saves it, the segments
+        progress["step"] = step
+        progress["current"] = dict(seg, end_step=step, train_s=round(time.time() - t_train))
+        acfg.extra = {"steps": step, "trainable_parameters": n_train}
+        save_adapter(sdir / "adapter", pm, delta, acfg)
+        (sdir / "progress.json").write_text(json.dumps(progress))
+
+    def on_log(row: dict) -> None:
+        step = row["step"]
+        if log:
+            log.write(json.dumps({"step": step, "loss": round(row["loss"], 4), "t": row["wall_s"] - before_s}) + "\n")
+            log.flush()
+        if step % 10 == 0:
+            recent = [r["loss"] for r in h.history[-10:]]
+            print(f"step {step}/{cfg.steps}  loss {sum(recent) / len(recent):.3f}  "
+                  f"{(row['wall_s'] - before_s) / max(1, step - seg['start_step']):.1f} s/step", flush=True)
+
+    def step_fn(model, batch, step):
+        loss = answer_only_loss(model["lm"], batch)
+        return loss, {"loss": loss}
+
+    h = Harness(trained, opt, steps=cfg.steps, warmup=cfg.warmup, min_lr_ratio=0.1, clip=1.0,
+                max_wall_minutes=before_s / 60 + cfg.max_minutes, time_label="--max-minutes (this segment)",
+                run_dir=sdir, resume=cfg.resume, save_every=cfg.save_every, log_every=1, on_log=on_log,
+                precision="bf16" if bf16 else "fp32", trainable_only=True, on_save=on_save, stop_on_signal=True,
+                stop_after=cfg.stop_after, desc=name)
     t_train = time.time()
-    pm.train()
-    step = progress["step"]
-    try:
-        while step < cfg.steps and not stop["now"] and time.time() - t_train < cfg.max_minutes * 60:
-            step += 1
-            f = lr_factor(step, cfg.warmup, cfg.steps)
-            opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = cfg.lr * f, cfg.emb_lr * f
-            batch = collate(step_batch(cfg, pool, step, hf_tok, vocab, row_end), pad)
-            loss = answer_only_loss(pm, batch, bf16=bf16)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            progress["step"] = step
-            progress["losses"].append(round(loss.item(), 4))
-            if log:
-                log.write(json.dumps({"step": step, "loss": progress["losses"][-1], "t": time.time() - t_train}) + "\n")
-                log.flush()
-            if step % 10 == 0:
-                print(f"step {step}/{cfg.steps}  loss {sum(progress['losses'][-10:]) / 10:.3f}  "
-                      f"{(time.time() - t_train) / max(1, step - seg['start_step']):.1f} s/step", flush=True)
-            if step % cfg.save_every == 0:
-                seg_now = dict(seg, end_step=step, train_s=round(time.time() - t_train))
-                progress["current"] = seg_now
-                save_state()
+    try:                                # the data of step t (0-based) is that of the earlier trainer's step t + 1
+        res = h.fit(step_fn, lambda t: collate(step_batch(cfg, pool, t + 1, hf_tok, vocab, row_end), pad))
     finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
         if log:
             log.close()
-    train_s = time.time() - t_train
-    progress.pop("current", None)
-    progress["segments"].append(dict(seg, end_step=step, train_s=round(train_s), pool_s=round(pool_s)))
-    save_state()
+    step, train_s = res["steps"], res["wall_time_s"] - before_s
+    progress.pop("current", None)       # the harness saved the state and (on_save) the adapter as it stopped
+    progress["segments"].append(dict(seg, end_step=step, train_s=round(train_s), pool_s=round(pool_s),
+                                     stopped_by=res["stopped_by"]))
+    (sdir / "progress.json").write_text(json.dumps(progress))
 
     # the adapter and its card (the evaluation table is added by `museumtok eval chat --write-card`)
     acfg.extra = {"steps": step, "dialogues_seen": step * cfg.batch, "trainable_parameters": n_train,
                   "segments": progress["segments"], "mix": parse_mix(cfg.mix)}
     save_adapter(out, pm, delta, acfg)
-    losses = progress["losses"]
+    losses = [round(float(r["loss"]), 4) for r in RunLog(sdir).rows("train")]
     (out / "losses.json").write_text(json.dumps(losses))
     every = max(1, len(losses) // 12)
     curve = ", ".join(f"{sum(losses[i:i + every]) / len(losses[i:i + every]):.3f}" for i in range(0, len(losses), every))
