@@ -409,7 +409,14 @@ def main(argv=None):
     p.add_argument("--llm", default=None,
                    help="chat backend: embedded (default), hf:<path or Hub id>, http://host:port/v1#model, echo "
                         "(or $MUSEUMTOK_LLM)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("MUSEUMTOK_THREADS", 0)),
+                   help="torch threads per operation (default: torch's, one per core; several visitors' requests "
+                        "run at once, see benchmarks/app_load.py)")
     a = p.parse_args(argv)
+    if a.threads > 0:
+        import torch
+
+        torch.set_num_threads(a.threads)
     if a.llm:
         ch.BACKEND.set(spec=a.llm)
     ch.BACKEND.start(preload=ch.preload_guide)       # the LLM loads while the page opens

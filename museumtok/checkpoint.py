@@ -45,6 +45,7 @@ CLASSES: dict[str, str] = {
     "ScaleHyperprior": "museumtok.codecs.learned.hyperprior:ScaleHyperprior",
     "ContextHyperprior": "museumtok.codecs.learned.context:ContextHyperprior",
     "ContextualHyperprior": "museumtok.codecs.learned.entroformer:ContextualHyperprior",
+    "CompressAITrained": "museumtok.codecs.compressai_zoo:CompressAITrained",   # CompressAI trained here
     "PeftModel": "peft:PeftModel",                 # an LLM adapter (museumtok.llm.sft): needs its base model
 }
 

@@ -281,13 +281,16 @@ def _eval(sub):
     r.add_argument("--out", type=Path, default=Path("docs/rd"), help="folder for rd_<set>.json/.html/.png")
     r.add_argument("--codecs", default=None, help="comma-separated learned codecs or families (default: all present, bundled or published)")
     r.add_argument("--tokenizers", default=None, help="comma-separated tokenizers ('' for none; default: all)")
+    r.add_argument("--extra", default=None, help="comma-separated checkpoint folders of codecs outside the registry "
+                                                 "(e.g. a `train compressai-hyperprior` run), one curve each")
 
     def run(args):
         from .cards import markdown_table
         from .eval.rd import run_rd, summary_table, write_rd
 
         split = (lambda v: None if v is None else [s for s in v.split(",") if s.strip()])
-        res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True)
+        res = run_rd(args.set, args.limit, split(args.codecs), split(args.tokenizers), progress=True,
+                     extra=split(args.extra))
         for path in write_rd(res, args.out):
             print(f"wrote {path}")
         print(markdown_table(summary_table(res)))

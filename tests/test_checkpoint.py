@@ -29,7 +29,10 @@ def test_every_bundled_checkpoint_names_a_class_that_resolves():
         cls = C.resolve(name)
         assert cls.__name__ == name and hasattr(cls, "from_pretrained"), d.name
     for name in C.CLASSES:                       # the table follows the code when a class moves
-        if name != "PeftModel":
+        if name == "CompressAITrained":          # CompressAI's network inside our Codec: its own config.json writer
+            cls = C.resolve(name)
+            assert callable(cls.save_pretrained) and callable(cls.from_pretrained)
+        elif name != "PeftModel":
             assert issubclass(C.resolve(name), C.HubMixin), name
 
 

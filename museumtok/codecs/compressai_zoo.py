@@ -83,11 +83,14 @@ class CompressAICodec(Codec):
             raise FileNotFoundError(W.missing_reason(W.COMPRESSAI_FILES[(arch, quality)].key))
         net = model_architectures[arch].from_state_dict(load_state_dict_file(path))
         net.update(force=False)    # the published files carry their CDF tables; update only fills what is absent
+        self._wrap(net, arch, int(quality), QUALITY_LAMBDAS[int(quality)], metric)
+        self.weights_file = path
+
+    def _wrap(self, net, arch: str, quality: int, lmbda: float, metric: str = "mse") -> None:
         self.net = net.eval()
         self.divisor = DIVISORS[arch]
         self.format_id = FORMAT_IDS[arch]
-        self.weights_file = path
-        self.cfg = CompressAIConfig(arch, int(quality), metric, QUALITY_LAMBDAS[int(quality)],
+        self.cfg = CompressAIConfig(arch, quality, metric, lmbda,
                                     int(getattr(net, "N", 0) or 0), int(getattr(net, "M", 0) or 0))
 
     def eval(self):
@@ -160,4 +163,50 @@ class CompressAICodec(Codec):
                 "x_hat": out["x_hat"][..., : x.shape[-2], : x.shape[-1]].clamp(0, 1)}
 
 
-__all__ = ["CompressAICodec", "CompressAIConfig", "FORMAT_IDS", "load_state_dict_file", "weights_path"]
+class CompressAITrained(CompressAICodec):
+    """A CompressAI architecture trained *here*, by museumtok's harness on our crops (``museumtok train
+    compressai-hyperprior``): CompressAI's own ``ScaleHyperprior`` class beside ours, like for like (same crops,
+    same CPU minutes, same λ, same evaluation). Saved as ``config.json`` (``_class_name``, arch, N, M, λ) plus
+    ``model.safetensors`` (CompressAI's state dict, CDF tables included); the bitstream is that of
+    :class:`CompressAICodec` for the arch."""
+
+    def __init__(self, arch: str = "bmshj2018-hyperprior", N: int = 64, M: int = 96, lmbda: float = 0.0067,
+                 quality: int = 0, net=None):
+        from compressai.zoo.image import model_architectures
+
+        if arch not in FORMAT_IDS:
+            raise ValueError(f"unknown CompressAI arch {arch!r}; known: {', '.join(FORMAT_IDS)}")
+        self._wrap(net if net is not None else model_architectures[arch](N, M), arch, int(quality), float(lmbda))
+        self.weights_file = None
+
+    def save_pretrained(self, folder) -> None:
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        c = self.cfg
+        (folder / "config.json").write_text(json.dumps({"_class_name": type(self).__name__, "arch": c.arch,
+                                                        "N": c.N, "M": c.M, "lmbda": c.lmbda, "quality": c.quality},
+                                                       indent=2))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
+                  folder / "model.safetensors")
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "CompressAITrained":
+        import json
+        from pathlib import Path
+
+        from compressai.zoo.image import model_architectures
+        from safetensors.torch import load_file
+
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+        net = model_architectures[cfg["arch"]].from_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+        net.update(force=False)
+        return cls(cfg["arch"], lmbda=cfg["lmbda"], quality=cfg.get("quality", 0), net=net)
+
+
+__all__ = ["CompressAICodec", "CompressAIConfig", "CompressAITrained", "FORMAT_IDS", "load_state_dict_file",
+           "weights_path"]

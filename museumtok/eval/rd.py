@@ -182,9 +182,13 @@ def tokenizer_points(name: str, images_set: str, limit: int | None = None) -> li
 
 def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] | None = None,
            tokenizers: list[str] | None = None, jpeg_qualities=JPEG_QUALITIES, webp_qualities=WEBP_QUALITIES,
-           progress: bool = False) -> dict:
-    """Evaluate every bundled learned codec, JPEG/WebP sweeps and tokenizers on a set; BD metrics vs JPEG."""
+           progress: bool = False, extra: list[str] | None = None) -> dict:
+    """Evaluate every bundled learned codec, JPEG/WebP sweeps and tokenizers on a set; BD metrics vs JPEG.
+    ``extra``: checkpoint folders of learned codecs outside the registry (a run of your own, CompressAI's
+    class trained here), one curve each, named by the folder."""
     from .. import registry
+    from ..checkpoint import load_folder
+    from ..fingerprint import folder_fingerprint
 
     images = rd_images(set_name, limit)
     say = print if progress else (lambda *a, **k: None)
@@ -212,6 +216,14 @@ def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] 
             say(f"{n}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
         if pts:
             res["curves"][fam] = {"kind": "learned", "points": pts}
+    for folder in extra or []:
+        key = {"set": set_name, "images": ids, "folder": folder_fingerprint(Path(folder)), "v": 1}
+        codec = load_folder(folder)
+        r = cached(key, lambda: evaluate_codec(codec, images))
+        name = Path(folder).name if Path(folder).name not in res["curves"] else str(folder)   # no clash with a family
+        r["params"] = {"codec": name, "lmbda": codec.cfg.lmbda}
+        res["curves"][name] = {"kind": "learned", "points": [r], "folder": str(folder)}
+        say(f"{folder}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
     tokenizers = registry.names("tokenizer") if tokenizers is None else tokenizers
     for t in tokenizers:
         key = {"set": set_name, "limit": limit, "tokenizer": t, "stamp": _checkpoint_stamp(t), "v": 2}

@@ -51,6 +51,9 @@ class NeuralCodecConfig:
                                      # oneDNN has native bf16 (AVX512-BF16/AMX: ~2× faster); emulated on AVX2 it is ~10× slower
     channels_last: bool = True       # NHWC memory layout (oneDNN: ~1.5× faster on CPU)
     device: str = "auto"             # "auto" (a GPU when there is one), "cpu" or "cuda"
+    decoder_input: str = "ste"       # hyperprior: in training g_s reads round(y) ("ste") or the noisy ỹ ("noise", as CompressAI)
+    clock: str = "wall"              # what max_minutes counts: "wall" time or this process's "cpu" time (fair
+                                     # equal-time comparisons of two runs sharing one machine)
 
 
 class CropSampler:
@@ -125,9 +128,16 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]
 
 
 def build(model: str, cfg: NeuralCodecConfig, lmbda: float):
+    """The network to train: ours, or (``compressai-hyperprior``) CompressAI's own ScaleHyperprior class."""
+    if model == "compressai-hyperprior":
+        from compressai.models import ScaleHyperprior as CompressAIScaleHyperprior
+
+        return CompressAIScaleHyperprior(cfg.N, cfg.M)
     from ..codecs.learned import ContextHyperprior, FactorizedPrior, ScaleHyperprior
 
     cls = {"hyperprior": ScaleHyperprior, "factorized": FactorizedPrior, "context": ContextHyperprior}[model]
+    if model == "hyperprior":
+        return cls(N=cfg.N, M=cfg.M, lmbda=lmbda, decoder_input=cfg.decoder_input)
     return cls(N=cfg.N, M=cfg.M, lmbda=lmbda)
 
 
@@ -157,12 +167,15 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
     sampler = CropSampler(cfg.crop, cfg.scales, cfg.seed)
     bf16 = use_bf16(cfg.bf16)
     lineage = training_lineage(cfg.init) if cfg.init else []
-    density = [p for n, p in net.named_parameters() if n.startswith("entropy_bottleneck.")]
-    ids = {id(p) for p in density}
+    compressai = model.startswith("compressai-")
+    aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]   # CompressAI's: fitted by aux_loss
+    density = [p for n, p in net.named_parameters() if n.startswith("entropy_bottleneck.") and not n.endswith(".quantiles")]
+    ids = {id(p) for p in density + aux}
     rest = [p for p in net.parameters() if id(p) not in ids]
     opt = torch.optim.Adam([{"params": rest, "base_lr": cfg.lr},
                             {"params": density, "base_lr": cfg.lr * cfg.density_lr_mult}], lr=cfg.lr)
-    h = Harness(net, opt, steps=cfg.max_steps, warmup=cfg.warmup_steps, max_minutes=cfg.max_minutes,
+    opts = {"main": opt, "aux": torch.optim.Adam(aux, lr=1e-3)} if aux else opt   # CompressAI's recipe: aux lr 1e-3
+    h = Harness(net, opts, steps=cfg.max_steps, warmup=cfg.warmup_steps, max_minutes=cfg.max_minutes, clock=cfg.clock,
                 schedule="progress", min_lr_ratio=0.05, clip=1.0, log_every=50, reduce=0.98, print_logs=True,
                 row_fn=lambda r: {"step": r["step"], "min": round(r["wall_s"] / 60, 2),
                                   **{k: round(r[k], 4) for k in ("loss", "bpp", "mse", "psnr")}},
@@ -172,12 +185,21 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
         out = m(x)
         out["x_hat"] = out["x_hat"].float()
         L = rd_loss(out, x, lmbda)
+        if aux:
+            return {"main": L["loss"], "aux": m.aux_loss()}, L
         return L["loss"], L
 
-    res = h.fit(step_fn, lambda step: sampler.batch(cfg.batch))
-    step, wall, log = res["steps"], res["wall_time_s"], h.history
+    res_fit = h.fit(step_fn, lambda step: sampler.batch(cfg.batch))
+    step, wall, log = res_fit["steps"], res_fit["wall_time_s"], h.history
     net = h.raw.to("cpu", memory_format=torch.contiguous_format).eval()   # safetensors stores contiguous tensors
-    net.update()
+    if compressai:
+        from ..codecs.compressai_zoo import CompressAITrained
+
+        net.update(force=True)
+        net = CompressAITrained("bmshj2018-hyperprior", lmbda=lmbda, quality=cfg.quality if cfg.lmbda is None else 0,
+                                net=net)
+    else:
+        net.update()
     net.name = name
 
     from ..eval.rd import evaluate_codec, rd_images
@@ -188,7 +210,10 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                 "encode ms": res["encode_ms"], "decode ms": res["decode_ms"]}]
     title = {"hyperprior": "Scale hyperprior (Ballé et al., ICLR 2018, arXiv:1802.01436)",
              "context": "Mean-scale hyperprior + autoregressive context (Minnen et al., NeurIPS 2018, arXiv:1809.02736)",
-             "factorized": "Factorized prior (Ballé et al., ICLR 2017, arXiv:1611.01704)"}[model]
+             "factorized": "Factorized prior (Ballé et al., ICLR 2017, arXiv:1611.01704)",
+             "compressai-hyperprior": "CompressAI's own `ScaleHyperprior` class (Bégaint et al., arXiv:2011.03029; "
+                                      "Ballé et al., ICLR 2018, arXiv:1802.01436), trained here by museumtok's harness "
+                                      "with an aux optimizer for its entropy bottleneck's quantiles"}[model]
     init_note = f"initialised from `{cfg.init}` ({len(copied)} tensors copied), then " if cfg.init else ""
     from ..cards import hardware
 
@@ -210,9 +235,12 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                  "CompressAI's published curve. Real bitstreams (range coder, integer tables in the checkpoint)."),
         data=(f"random {cfg.crop}×{cfg.crop} crops (random scale with short side in {list(cfg.scales)}, flips) "
               f"of the {len(load_catalog(split='train', collection='artworks'))} training-split artworks; Kodak never seen"),
-        steps=f"{init_note}{step} Adam steps of batch {cfg.batch} (lr {cfg.lr} after {cfg.warmup_steps} warm-up steps, cosine to {cfg.lr / 20:g}, additive uniform noise)",
+        steps=(f"{init_note}{step} Adam steps of batch {cfg.batch} (lr {cfg.lr} after {cfg.warmup_steps} warm-up steps, "
+               f"cosine to {cfg.lr / 20:g}, additive uniform noise; {res_fit['stopped_by']}, "
+               f"{res_fit['cpu_time_s'] / 60:.1f} CPU-min)"),
         wall_time_s=wall, metrics=metrics, command=command,
-        facts={"lineage": lineage, "total_steps": total_steps, "total_wall_time_s": total_s, "bf16": bf16},
+        facts={"lineage": lineage, "total_steps": total_steps, "total_wall_time_s": total_s, "bf16": bf16,
+               "cpu_time_s": res_fit["cpu_time_s"], "stopped_by": res_fit["stopped_by"]},
         extra=(chain + "\nTraining curve (EMA; bpp from likelihoods on training crops): \n\n"
                + "\n".join(f"- step {r['step']} ({r['min']} min): loss {r['loss']}, bpp {r['bpp']}, PSNR {r['psnr']:.2f} dB"
                            for r in log[:: max(1, len(log) // 10)])
@@ -234,3 +262,9 @@ def train_factorized(cfg: NeuralCodecConfig, command: str = "museumtok train fac
 @register_trainer("context", NeuralCodecConfig, "mean-scale hyperprior + autoregressive context (§5.2, Minnen et al. 2018)")
 def train_context(cfg: NeuralCodecConfig, command: str = "museumtok train context") -> Path:
     return train_codec("context", cfg, command)
+
+
+@register_trainer("compressai-hyperprior", NeuralCodecConfig,
+                  "CompressAI's own ScaleHyperprior trained by our harness, like for like with `hyperprior` (§5.2)")
+def train_compressai_hyperprior(cfg: NeuralCodecConfig, command: str = "museumtok train compressai-hyperprior") -> Path:
+    return train_codec("compressai-hyperprior", cfg, command)

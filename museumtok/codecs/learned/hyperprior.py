@@ -42,15 +42,20 @@ class HyperpriorConfig:
     N: int = 64          # channels of the hidden layers and of the hyper-latent z
     M: int = 96          # channels of the latent y
     lmbda: float = 0.0067  # λ of the training loss R + λ·255²·MSE (metadata; the weights encode it)
+    decoder_input: str = "ste"   # in training, g_s reads round(y) with straight-through gradients ("ste": mixed
+                                 # quantization) or the noisy ỹ = y + U(−½, ½) that the rate sees ("noise": the paper's
+                                 # and CompressAI's choice); at inference both read ŷ
 
 
 class ScaleHyperprior(LearnedCodec, HubMixin):
     divisor = 64
     format_id = 2
 
-    def __init__(self, N: int = 64, M: int = 96, lmbda: float = 0.0067):
+    def __init__(self, N: int = 64, M: int = 96, lmbda: float = 0.0067, decoder_input: str = "ste"):
         super().__init__()
-        self.cfg = HyperpriorConfig(int(N), int(M), float(lmbda))
+        if decoder_input not in ("ste", "noise"):
+            raise ValueError(f"decoder_input must be 'ste' or 'noise', got {decoder_input!r}")
+        self.cfg = HyperpriorConfig(int(N), int(M), float(lmbda), decoder_input)
         self.g_a, self.g_s, self.h_a, self.h_s = hyperprior_transforms(N, M)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional()
@@ -66,7 +71,8 @@ class ScaleHyperprior(LearnedCodec, HubMixin):
         y_hat, y_likelihoods = self.gaussian_conditional(y, sigma)
         # mixed quantization (Minnen & Singh, ICIP 2020): the rate sees y + u, the decoder sees
         # round(y) with a straight-through gradient, so g_s trains on the values it will decode
-        x_hat = self.g_s(quantize(y, "ste") if self.training else y_hat)   # (B, 3, H, W)
+        ste = self.training and self.cfg.decoder_input == "ste"
+        x_hat = self.g_s(quantize(y, "ste") if ste else y_hat)   # (B, 3, H, W); y_hat is ỹ (noisy) in training
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
                 "y": y, "z": z, "y_hat": y_hat, "z_hat": z_hat, "sigma": sigma}
 
