@@ -175,6 +175,8 @@ def preload_guide(backend: ChatBackend, lazy: "LazyBackend | None" = None) -> No
         registry.load(tok)
     stage("reading the catalog index")
     CATALOG_INDEX.get()
+    stage("drawing a first figure")              # plotly's first figure costs ~0.8 s; pay it before a visitor does
+    budget_figure(ContextBudget(context=2048, images=1, M=64, text_tokens=64))
 _SESSIONS: "OrderedDict[str, ChatSession]" = OrderedDict()
 _SESSIONS_LOCK = threading.Lock()
 

@@ -27,23 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class _LowerBound(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, bound):
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        pass_through = (x >= ctx.bound) | (g < 0)
-        return g * pass_through.to(g.dtype), None
-
-
-def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
-    return _LowerBound.apply(x, bound)
+from ..entropy.bound import lower_bound
 
 
 class GDN(nn.Module):

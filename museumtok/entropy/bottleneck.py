@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bound import lower_bound
 from .coding import TableDecoder, TableEncoder, pack_tables, quantize_pmf
 from .tables import IntegerTables
 
@@ -83,7 +84,7 @@ class EntropyBottleneck(IntegerTables):
         sign = -torch.sign(lower + upper).detach()                             # evaluate in the accurate tail
         p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         p = p.reshape(C, B, H, W).transpose(0, 1)
-        return p.clamp_min(LIKELIHOOD_BOUND)
+        return lower_bound(p, LIKELIHOOD_BOUND)
 
     def forward(self, y: torch.Tensor, training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """y (B, C, H, W) -> (ỹ or ŷ, likelihoods). Noise while training, rounding otherwise."""

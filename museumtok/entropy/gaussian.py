@@ -23,6 +23,7 @@ from scipy.special import ndtr
 from torch import nn
 
 from .bottleneck import LIKELIHOOD_BOUND, quantize
+from .bound import lower_bound
 from .coding import TableDecoder, TableEncoder, pack_tables, quantize_pmf
 from .tables import IntegerTables
 
@@ -52,9 +53,9 @@ class GaussianConditional(IntegerTables):
 
     def likelihood(self, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None = None) -> torch.Tensor:
         v = torch.abs(y_hat - means) if means is not None else torch.abs(y_hat)  # symmetric: use the lower tail
-        s = scales.clamp_min(self.scale_min)
+        s = lower_bound(scales, self.scale_min)          # not clamp_min: σ under the floor can still rise
         p = _std_normal_cdf((0.5 - v) / s) - _std_normal_cdf((-0.5 - v) / s)
-        return p.clamp_min(LIKELIHOOD_BOUND)
+        return lower_bound(p, LIKELIHOOD_BOUND)
 
     def forward(self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None = None,
                 training: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,7 @@ from torch import nn
 from ...checkpoint import HubMixin
 from ...entropy import EntropyBottleneck, GaussianConditional, quantize
 from ...entropy.coding import TableDecoder, TableEncoder
+from ...entropy.bound import lower_bound
 from ..layers import MaskedConv2d
 from .base import LearnedCodec, float64_copy
 from .context import SequentialAnalysis
@@ -323,7 +324,7 @@ class ContextualHyperprior(SequentialAnalysis, LearnedCodec, HubMixin):
 
     def _hyper_features(self, h_s: nn.Module, z_hat: torch.Tensor):
         hidden = h_s[:4](z_hat)                                   # (B, N, h, w)
-        sigma_hp = h_s[4:](hidden).clamp_min(self.gaussian_conditional.scale_min)   # (B, M, h, w)
+        sigma_hp = lower_bound(h_s[4:](hidden), self.gaussian_conditional.scale_min)   # (B, M, h, w)
         return sigma_hp, torch.cat([torch.log(sigma_hp), hidden], 1)
 
     def entropy_parameters(self, y_ctx: torch.Tensor, psi: torch.Tensor, sigma_hp: torch.Tensor):
