@@ -409,9 +409,10 @@ def main(argv=None):
     p.add_argument("--llm", default=None,
                    help="chat backend: embedded (default), hf:<path or Hub id>, http://host:port/v1#model, echo "
                         "(or $MUSEUMTOK_LLM)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("MUSEUMTOK_THREADS", 0)),
-                   help="torch threads per operation (default: torch's, one per core; several visitors' requests "
-                        "run at once, see benchmarks/app_load.py)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("MUSEUMTOK_THREADS", 1)),
+                   help="torch threads per operation (default 1: several visitors' requests run at once and share "
+                        "the cores; 0: torch's default, one per core, a little faster for a single visitor; "
+                        "see benchmarks/app_load.py and the README)")
     a = p.parse_args(argv)
     if a.threads > 0:
         import torch

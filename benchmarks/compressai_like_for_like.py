@@ -88,7 +88,8 @@ def main(argv=None) -> int:
                      "wall_min": round(facts["wall_time_s"] / 60, 2), "stopped_by": facts["stopped_by"],
                      "bpp": round(point["bpp"], 4), "psnr": round(point["psnr"], 3), "ms_ssim": round(point["ms_ssim"], 4),
                      "J": round(objective(point, lmbda), 4), "dB_vs_jpeg": summary["Δ dB vs jpeg"],
-                     "enc_ms": round(point["encode_ms"], 1), "dec_ms": round(point["decode_ms"], 1)})
+                     "enc_ms": round(point["encode_ms"], 1), "dec_ms": round(point["decode_ms"], 1),
+                     "command": facts["command"], "hardware": facts["hardware"]})
     bundled = [{"codec": r["codec"], "bpp": round(r["bpp"], 4), "psnr": round(r["PSNR dB"], 3),
                 "dB_vs_jpeg": r["Δ dB vs jpeg"]} for r in summary_table(res) if r["codec"].startswith("hyperprior-")]
     doc = {"command": "benchmarks/compressai_like_for_like.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
           "|---|---|---|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['model']} | `{r['class']}` | {r['steps']} | {r['cpu_min']} | {r['bpp']} | {r['psnr']} | {r['ms_ssim']} | "
            f"{r['J']} | {fmt(r['dB_vs_jpeg'])} | {r['enc_ms']} | {r['dec_ms']} |" for r in rows]
+    md += ["", "Training commands (each row's `training.json`): "
+           + "; ".join(f"{r['model']}: `{r['command']}` on {r['hardware']}" for r in rows) + "."]
     md += ["", "Bundled `hyperprior-q*` (hours of chained CPU training) on the same images, for scale: "
            + "; ".join(f"{b['codec']} {b['bpp']} bpp / {b['psnr']} dB ({fmt(b['dB_vs_jpeg'])} dB vs JPEG)" for b in bundled)]
     (args.out / "like_for_like.md").write_text("\n".join(md) + "\n")
