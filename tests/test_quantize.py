@@ -142,6 +142,32 @@ def test_dead_code_restart_lifts_usage(ema):
     assert with_restart >= 0.75
 
 
+def test_usage_term_hand_made_and_its_gradient_spreads_the_batch():
+    codes = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 4.0]])
+    crowded = torch.tensor([[1.0, 1.0], [1.3, 0.9], [0.9, 1.3], [3.0, 3.0]])      # three nearest to code 0
+    plain = _vq_with_codes(codes, ema=True)
+    q = _vq_with_codes(codes, ema=True, usage_weight=0.5, usage_tau=2.0)
+    plain.train(), q.train()
+    z = _grid(crowded).requires_grad_(True)
+    out = q(z)
+    # by hand: d_nk, scaled by τ × the mean nearest distance; q̄ = mean softmax(−d / that); KL(q̄ ‖ U(4))
+    d = ((crowded[:, None] - codes[None]) ** 2).sum(-1)
+    q_bar = torch.softmax(-d / (2.0 * d.min(1).values.mean()), dim=1).mean(0)
+    expected = torch.special.xlogy(q_bar, q_bar * 4).sum()
+    assert torch.allclose(out.losses["usage_kl"], expected, atol=1e-6)
+    assert torch.allclose(out.loss, plain(_grid(crowded)).loss + 0.5 * expected, atol=1e-7)
+    # one gradient step on the usage term alone moves the crowded vectors away from code 0
+    out.losses["usage_kl"].backward()
+    moved = crowded - 0.5 * z.grad.reshape(2, 4).T
+    assert q.usage_kl(moved, codes) < q.usage_kl(crowded, codes)
+    # not in eval mode, and off by default; a bad weight is refused
+    q.eval()
+    assert "usage_kl" not in q(_grid(crowded)).losses
+    assert "usage_kl" not in plain(_grid(crowded)).losses
+    with pytest.raises(ValueError, match="usage_weight"):
+        VectorQuantizer(2, 4, usage_weight=-1.0)
+
+
 def test_kmeans_init_from_first_batch(rng):
     z = torch.randn(4, 3, 16, 16, generator=rng) * 3 + 10     # far from the N(0, 1) initial codes
     q = VectorQuantizer(3, 32, kmeans_init=True)

@@ -46,6 +46,9 @@ class VQVAEConfig:
     kmeans_init: bool = True                     # initialise the codebook by k-means on the first batch
     restart_dead_after: int = 50                 # restart a code unused for this many steps (0: never)
     cosine: bool = False                         # l2-normalise z_e and the codes (cosine-similarity lookup)
+    usage_weight: float = 0.0                    # weight of KL(batch-average soft assignment ‖ uniform), an
+                                                 # anti-collapse term not in the paper (0: the paper's loss)
+    usage_tau: float = 1.0                       # τ of those soft assignments, in units of the mean nearest distance
 
     def __post_init__(self):
         self.channels = tuple(int(c) for c in self.channels)  # JSON gives lists back
@@ -64,7 +67,7 @@ class VQVAE(DiscreteAutoencoderMixin, nn.Module, HubMixin):
         self.quantizer = VectorQuantizer(
             config.dim, config.codebook_size, beta=config.beta, ema=config.ema, decay=config.decay,
             eps=config.eps, kmeans_init=config.kmeans_init, restart_dead_after=config.restart_dead_after,
-            cosine=config.cosine)
+            cosine=config.cosine, usage_weight=config.usage_weight, usage_tau=config.usage_tau)
         self.decoder = Decoder(config.f, config.channels, config.num_res, in_channels=config.dim)
 
     @torch.no_grad()

@@ -31,6 +31,12 @@ Data flow (one position of the latent grid, D channels)::
   as in vector-quantize-pytorch's ``threshold_ema_dead_code``, but counted in steps).
 * **Cosine codes** (``cosine=True``): z and e are l2-normalised before the nearest-code search and
   the output lives on the unit sphere (ViT-VQGAN, Yu et al. 2022, arXiv:2110.04627).
+* **Usage term** (``usage_weight=w > 0``; not in the VQ-VAE paper): w · KL(q̄ ‖ U(K)), where q̄ is the
+  batch average of the soft assignments q_n = softmax_k(−‖z_n − e_k‖² / (τ · mean_n min_k ‖z_n − e_k‖²)),
+  the batch-entropy half of MAGVIT-v2's entropy loss (Yu et al. 2024, arXiv:2310.05737) on Euclidean
+  distances, the same term as the Gumbel dVAE's :func:`museumtok.quantize.gumbel.marginal_kl_to_uniform`.
+  Its gradient moves encoder outputs towards codes the batch under-uses; the codes themselves still
+  follow EMA. The distances are scaled by their batch mean nearest distance (detached), so τ is unitless.
 """
 from __future__ import annotations
 
@@ -102,6 +108,8 @@ class VectorQuantizer(nn.Module):
         restart_dead_after: restart a code unused for this many training steps (0 = off).
         cosine: l2-normalise z_e and the codes (nearest code = largest cosine similarity).
         kmeans_iters: Lloyd iterations of the k-means initialisation.
+        usage_weight: weight of the usage term KL(q̄ ‖ U(K)) (0, the default, is the paper's loss).
+        usage_tau: τ of the soft assignments of the usage term, relative to the mean nearest distance.
 
     Losses are means over the B·H·W·D elements (as ``F.mse_loss``); ``loss`` is
     codebook + β·commitment, or β·commitment alone with ``ema=True``.
@@ -109,7 +117,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, dim: int, codebook_size: int, beta: float = 0.25, ema: bool = False, decay: float = 0.99,
                  eps: float = 1e-5, kmeans_init: bool = False, restart_dead_after: int = 0, cosine: bool = False,
-                 kmeans_iters: int = 10):
+                 kmeans_iters: int = 10, usage_weight: float = 0.0, usage_tau: float = 1.0):
         super().__init__()
         if dim < 1 or codebook_size < 1:
             raise ValueError(f"dim and codebook_size must be positive, got dim={dim}, codebook_size={codebook_size}")
@@ -121,6 +129,9 @@ class VectorQuantizer(nn.Module):
         self.beta, self.ema, self.decay, self.eps = beta, ema, decay, eps
         self.kmeans_init, self.kmeans_iters = kmeans_init, kmeans_iters
         self.restart_dead_after, self.cosine = restart_dead_after, cosine
+        if usage_weight < 0 or usage_tau <= 0:
+            raise ValueError(f"usage_weight must be >= 0 and usage_tau > 0, got {usage_weight}, {usage_tau}")
+        self.usage_weight, self.usage_tau = usage_weight, usage_tau
         embed = torch.randn(codebook_size, dim)
         if cosine:
             embed = F.normalize(embed, dim=1)
@@ -204,6 +215,10 @@ class VectorQuantizer(nn.Module):
         loss = self.beta * commitment if self.ema else codebook_loss + self.beta * commitment
         if self.ema:
             codebook_loss = codebook_loss.detach()
+        losses = {"codebook": codebook_loss, "commitment": commitment}
+        if self.usage_weight and self.training:
+            losses["usage_kl"] = self.usage_kl(z_e, codebook)
+            loss = loss + self.usage_weight * losses["usage_kl"]
 
         z_q = e_k.detach() + (z_e - z_e.detach())        # STE: forward exactly e_k, ∂z_q/∂z_e = I
         z_q = rearrange(z_q, "(b h w) d -> b d h w", b=B, h=H, w=W)
@@ -212,8 +227,17 @@ class VectorQuantizer(nn.Module):
         if self.training:
             with torch.no_grad():
                 self._after_step(z_e.detach(), k, counts, stats)
-        return QuantizerOutput(z_q=z_q, indices=k.view(B, H, W), loss=loss,
-                               losses={"codebook": codebook_loss, "commitment": commitment}, stats=stats)
+        return QuantizerOutput(z_q=z_q, indices=k.view(B, H, W), loss=loss, losses=losses, stats=stats)
+
+    def usage_kl(self, z_e: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """KL(q̄ ‖ U(K)) (nats) of the batch-average soft assignment of z_e (N, D) to the codes (K, D)."""
+        from .gumbel import marginal_kl_to_uniform
+
+        z = z_e.float()
+        d = (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.detach().float().t()
+             + codebook.detach().float().pow(2).sum(1)[None])                        # (N, K) ‖z_n − e_k‖²
+        scale = d.detach().min(1).values.mean().clamp_min(1e-8)                       # mean nearest distance
+        return marginal_kl_to_uniform(-d / (self.usage_tau * scale), dim=1)
 
     @torch.no_grad()
     def _after_step(self, z_e: torch.Tensor, k: torch.Tensor, counts: torch.Tensor, stats: dict) -> None:

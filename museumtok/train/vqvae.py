@@ -42,7 +42,9 @@ def train(cfg: VQVAETrainConfig, command: str = "museumtok train vqvae") -> Path
         f"K={c.codebook_size} codes of D={c.dim} ({lookup} nearest neighbour), "
         + ("EMA codebook (γ=" + f"{c.decay}), " if c.ema else "codebook loss, ")
         + f"β={c.beta}, " + ("k-means initialisation, " if c.kmeans_init else "")
-        + (f"dead codes restarted after {c.restart_dead_after} unused steps. " if c.restart_dead_after else ". ")
+        + (f"dead codes restarted after {c.restart_dead_after} unused steps" if c.restart_dead_after else "")
+        + (f", usage term {c.usage_weight:g}·KL(q̄ ‖ uniform) on soft assignments at τ = {c.usage_tau:g} × the "
+           "mean nearest distance (against unused codes; not in the paper)" if c.usage_weight else "") + ". "
         + f"M = (S/{c.f})² tokens for a working image of S px: "
         + ", ".join(f"{s} px → {(s // c.f) ** 2}" for s in (64, 128, 256, 512) if s >= 2 * c.f) + "."
     )
