@@ -36,6 +36,10 @@ replaced by a number that measures something else.
     loss_fn = MultiTermLoss(MultiTermLossConfig(lambda_gan=0.1), prior=UnigramPrior.fit(idx, K),
                             discriminator=PatchDiscriminator())
     out = loss_fn(x, x_hat, indices, vq_loss=q.loss)       # out.total, out.terms, out.weighted, out.skipped
+
+A trainer uses it: ``museumtok train vqvae --objective multi-term`` (:func:`museumtok.train.vqvae.multi_term_objective`,
+soft L_rate under the codebook's running usage, :func:`ema_usage_logits`); ``benchmarks/multi_term_objective.py``
+measures it against the paper's MSE on the same steps (docs/multi_term/objective.md).
 """
 from __future__ import annotations
 
@@ -135,10 +139,21 @@ def hard_rate_bits(indices: torch.Tensor, prior) -> torch.Tensor:
 
 
 def soft_assignment(z_e: torch.Tensor, codebook: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """q(k | z_e) = softmax_k(−‖z_e − e_k‖² / τ). z_e (B, D, h, w), codebook (K, D) -> (B, h, w, K)."""
+    """q(k | z_e) = softmax_k(−‖z_e − e_k‖² / τ). z_e (B, D, h, w), codebook (K, D) -> (B, h, w, K).
+
+    The distances are expanded as ‖z‖² − 2 z·e + ‖e‖² (one matrix product, no (B, h, w, K, D) tensor)."""
     z = z_e.permute(0, 2, 3, 1)                                           # (B, h, w, D)
-    d2 = (z.unsqueeze(-2) - codebook).pow(2).sum(-1)                      # (B, h, w, K)
-    return torch.softmax(-d2 / tau, -1)
+    d2 = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(-1))  # (B, h, w, K)
+    return torch.softmax(-d2.clamp_min(0) / tau, -1)
+
+
+def ema_usage_logits(quantizer, alpha: float = 0.5) -> torch.Tensor:
+    """(K,) logits log(N_k / (1 − γ) + α) of an EMA quantizer's running code counts (detached): the unigram
+    prior a coder fitted to the codebook's current usage would use, and the prior of the VQ-VAE trainer's L_rate.
+
+    N_k is a per-batch average over the EMA's window of about 1 / (1 − γ) batches, so N_k / (1 − γ) counts the
+    window's tokens and α is the usual add-½ (Krichevsky–Trofimov) smoothing of those counts."""
+    return (quantizer.cluster_size.detach().float() / (1 - quantizer.decay) + alpha).log()
 
 
 def soft_rate_bits(q: torch.Tensor, prior) -> torch.Tensor:
@@ -325,5 +340,5 @@ class MultiTermLoss(nn.Module):
 
 
 __all__ = ["MultiTermLoss", "MultiTermLossConfig", "MultiTermOutput", "LearnedUnigramPrior", "CLIPAligner",
-           "prior_logits", "log2_prior", "hard_rate_bits", "soft_assignment", "soft_rate_bits", "text_align_loss",
+           "prior_logits", "log2_prior", "hard_rate_bits", "soft_assignment", "ema_usage_logits", "soft_rate_bits", "text_align_loss",
            "TERMS"]

@@ -291,6 +291,31 @@ go.Figure(go.Bar(x=list(terms.weighted), y=[float(v) for v in terms.weighted.val
     yaxis_title="weight × term", height=280, title="§7.2's loss on four crops (skipped: " + ", ".join(terms.skipped) + ")").show()
 
 # %% [markdown]
+# **The same loss in a trainer.** `museumtok train vqvae --objective multi-term` trains a VQ-VAE on it, with
+# $\mathcal{L}_{\text{rate}}$ soft and its prior the codebook's own running usage (what a unigram range coder
+# fitted now would use), so the encoder is pushed towards codes that cost fewer bits.
+# `benchmarks/multi_term_objective.py` continues `vqvae-f8-k1024` for the same steps once on the paper's MSE
+# and once on this loss; its table (below, when it has been run) shows the trade: fewer coded bits per token,
+# a little less PSNR, and fewer codes in use, the opposite pull to the usage term of notebook 04_3's f16 model.
+
+# %%
+from museumtok.paths import REPO_ROOT
+from museumtok.train.vqvae import VQVAETrainConfig, multi_term_objective
+
+print(multi_term_objective(VQVAETrainConfig(objective="multi-term").multi).describe())
+mt_path = REPO_ROOT / "docs" / "multi_term" / "objective.json"
+if mt_path.exists():
+    mt = json.loads(mt_path.read_text())
+    rows = [r for r in mt["rows"] if r["set"] == "artworks-test"]
+    go.Figure([go.Bar(name=k, x=[r["model"] for r in rows], y=[r[k] for r in rows])
+               for k in ("coded_bits_per_token", "psnr")]).update_layout(
+        barmode="group", height=300, title=f"§7.2 loss vs the paper's, {mt['steps']} steps (artworks-test, M = 256)").show()
+    for r in rows:
+        print(f"{r['model']:26s} {r['psnr']:6.2f} dB  usage {r['usage']:.1%}  {r['coded_bits_per_token']:.2f} bits/token")
+else:
+    print("not measured yet: run `.venv/bin/python benchmarks/multi_term_objective.py`")
+
+# %% [markdown]
 # **Self-consistency.** Instead of one greedy answer, sample $N$ answers at temperature $T$ and keep the one
 # most of them agree on (Wang et al., ICLR 2023). The guide's answers are free text, so the vote is over what
 # each answer *says*, read back with the evaluation's own readers: differently worded answers that name the

@@ -222,3 +222,32 @@ def test_train_command_writes_a_loadable_checkpoint_with_card(trainer, cls, tmp_
     from museumtok.tokenizers.prior import read_tokenizer_prior   # the trainer saved the entropy-coding prior
 
     assert set(read_tokenizer_prior(out)) == {64, 256, 1024} and "## Entropy-coding prior" in (out / "README.md").read_text()
+
+
+def test_multi_term_objective_trains_a_vqvae_and_logs_its_terms(tmp_path):
+    """§7.2 in a trainer: ``--objective multi-term`` optimises MultiTermLoss's total (rate under the EMA code
+    usage, L1, 1 − MS-SSIM, the VQ terms), logs each term and the hard bits, and refuses terms it cannot train."""
+    from museumtok.losses import ema_usage_logits
+    from museumtok.train.autoencoder import RunLog, fit
+    from museumtok.train.vqvae import VQVAETrainConfig, multi_term_objective
+
+    cfg = VQVAETrainConfig(channels=(8, 16, 16, 16), codebook_size=16, dim=4, steps=3, batch_size=2, crop=32,
+                           warmup=1, log_every=1, eval_every=3, save_every=10, max_minutes=0,
+                           objective="multi-term", lambda_perc=0.5, rate_weight=0.1, tau=0.5)
+    assert cfg.multi.lambda_perc == 0.5 and cfg.multi.rate == "soft" and cfg.multi.lambda_gan == 0.0
+    torch.manual_seed(0)
+    model = VQVAE(cfg.model)
+    fn = multi_term_objective(cfg.multi)
+    fit(model, cfg, _synthetic_images(), tmp_path / "run", x_val=torch.rand(2, 3, 32, 32), progress=False,
+        loss_fn=fn)
+    rows = RunLog(tmp_path / "run").rows("train")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for r in rows:
+        total = 0.1 * float(r["mt_rate"]) + float(r["mt_rec"]) + 0.5 * float(r["mt_perc"]) + float(r["mt_vq"])
+        assert float(r["loss"]) == pytest.approx(total, rel=1e-4)
+        assert 0 < float(r["rate_bits_per_token"]) <= 4 + 1e-6             # K = 16 codes: at most ~log2 16 bits
+    # the prior is the running usage: log(N_k / (1 − γ) + ½)
+    q = model.quantizer
+    assert torch.allclose(ema_usage_logits(q), (q.cluster_size / (1 - q.decay) + 0.5).log())
+    with pytest.raises(ValueError, match="discriminator"):
+        multi_term_objective(VQVAETrainConfig(lambda_gan=0.1).multi)

@@ -25,11 +25,14 @@ and CompressAI's rANS bytes. Its length, header included, is the rate reported e
 """
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from .base import Codec, EncodedImage
 from .learned.base import HEADER, QUALITY_LAMBDAS, BitstreamError, bits_per_pixel_map, check_image, to_8bit
@@ -180,11 +183,6 @@ class CompressAITrained(CompressAICodec):
         self.weights_file = None
 
     def save_pretrained(self, folder) -> None:
-        import json
-        from pathlib import Path
-
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         c = self.cfg
@@ -196,11 +194,7 @@ class CompressAITrained(CompressAICodec):
 
     @classmethod
     def from_pretrained(cls, folder) -> "CompressAITrained":
-        import json
-        from pathlib import Path
-
-        from compressai.zoo.image import model_architectures
-        from safetensors.torch import load_file
+        from compressai.zoo.image import model_architectures      # optional package: imported on use
 
         cfg = json.loads((Path(folder) / "config.json").read_text())
         net = model_architectures[cfg["arch"]].from_state_dict(load_file(str(Path(folder) / "model.safetensors")))

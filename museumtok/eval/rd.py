@@ -180,6 +180,16 @@ def tokenizer_points(name: str, images_set: str, limit: int | None = None) -> li
     return out
 
 
+def _lmbda(folder: Path | None, load) -> float:
+    """λ of a learned codec from its folder's config.json, without loading the network (``load()`` otherwise)."""
+    cfg = Path(folder) / "config.json" if folder is not None else None
+    if cfg is not None and cfg.is_file():
+        lmbda = json.loads(cfg.read_text()).get("lmbda")
+        if lmbda is not None:
+            return float(lmbda)
+    return load().cfg.lmbda
+
+
 def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] | None = None,
            tokenizers: list[str] | None = None, jpeg_qualities=JPEG_QUALITIES, webp_qualities=WEBP_QUALITIES,
            progress: bool = False, extra: list[str] | None = None) -> dict:
@@ -211,17 +221,16 @@ def run_rd(set_name: str = "kodak", limit: int | None = None, codecs: list[str] 
         pts = []
         for n in sorted(names):
             r = run(n, lambda n=n: registry.load(n))
-            r["params"] = {"codec": n, "lmbda": registry.load(n).cfg.lmbda}
+            r["params"] = {"codec": n, "lmbda": _lmbda(registry.get(n).checkpoint_path, lambda n=n: registry.load(n))}
             pts.append(r)
             say(f"{n}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
         if pts:
             res["curves"][fam] = {"kind": "learned", "points": pts}
     for folder in extra or []:
         key = {"set": set_name, "images": ids, "folder": folder_fingerprint(Path(folder)), "v": 1}
-        codec = load_folder(folder)
-        r = cached(key, lambda: evaluate_codec(codec, images))
+        r = cached(key, lambda folder=folder: evaluate_codec(load_folder(folder), images))  # loaded on a miss only
         name = Path(folder).name if Path(folder).name not in res["curves"] else str(folder)   # no clash with a family
-        r["params"] = {"codec": name, "lmbda": codec.cfg.lmbda}
+        r["params"] = {"codec": name, "lmbda": _lmbda(Path(folder), lambda folder=folder: load_folder(folder))}
         res["curves"][name] = {"kind": "learned", "points": [r], "folder": str(folder)}
         say(f"{folder}: {r['bpp']:.3f} bpp, {r['psnr']:.2f} dB")
     tokenizers = registry.names("tokenizer") if tokenizers is None else tokenizers

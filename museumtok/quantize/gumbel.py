@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import einsum, rearrange
 from torch import nn
 
-from .output import QuantizerOutput, stats_from_counts
+from .output import QuantizerOutput, marginal_kl_to_uniform, stats_from_counts  # noqa: F401 (re-exported)
 from .vq import indices_to_codes
 
 
@@ -54,18 +54,6 @@ def kl_to_uniform(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
     log_q = F.log_softmax(logits, dim=dim)
     K = logits.shape[dim]
     return (log_q.exp() * (log_q + math.log(K))).sum(dim).mean()
-
-
-def marginal_kl_to_uniform(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """KL(q̄ ‖ U(K)) of the batch's average posterior q̄ = mean over positions of softmax(ℓ) (nats).
-
-    Zero when the batch spreads its probability evenly over the K codes, log K when every position puts
-    it on one code. The per-position KL (:func:`kl_to_uniform`, DALL·E's ELBO term) can be small while
-    every position prefers the same few codes; this term sees the codebook's usage directly (the batch
-    entropy H(E[q]) of MAGVIT-v2's LFQ entropy loss, Yu et al. 2024, arXiv:2310.05737, written as a KL).
-    """
-    q_bar = F.softmax(logits, dim=dim).movedim(dim, -1).reshape(-1, logits.shape[dim]).mean(0)   # (K,)
-    return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(logits.shape[dim]))).sum()
 
 
 def tau_schedule(step: int, tau_start: float = 1.0, tau_end: float = 1.0 / 16, steps: int = 10000,

@@ -1,9 +1,11 @@
 """The one output type every learned quantizer returns (VQ, Gumbel, FSQ, LFQ)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
 from ..metrics.codebook import codebook_stats
@@ -45,3 +47,15 @@ def implicit_codes(indices: torch.Tensor, K: int, to_vectors, project_out) -> to
     if indices.dim() == 3:
         return project_out(rearrange(to_vectors(indices), "b h w d -> b d h w"))
     raise ValueError(f"indices must be (B, H, W) or (N,), got shape {tuple(indices.shape)}")
+
+
+def marginal_kl_to_uniform(logits: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """KL(q̄ ‖ U(K)) of the batch's average posterior q̄ = mean over positions of softmax(ℓ) (nats).
+
+    Zero when the batch spreads its probability evenly over the K codes, log K when every position puts
+    it on one code. The per-position KL (:func:`museumtok.quantize.gumbel.kl_to_uniform`, DALL·E's ELBO term) can be small while
+    every position prefers the same few codes; this term sees the codebook's usage directly (the batch
+    entropy H(E[q]) of MAGVIT-v2's LFQ entropy loss, Yu et al. 2024, arXiv:2310.05737, written as a KL).
+    """
+    q_bar = F.softmax(logits, dim=dim).movedim(dim, -1).reshape(-1, logits.shape[dim]).mean(0)   # (K,)
+    return (q_bar * (q_bar.clamp_min(1e-12).log() + math.log(logits.shape[dim]))).sum()

@@ -34,7 +34,7 @@ Data flow (one position of the latent grid, D channels)::
 * **Usage term** (``usage_weight=w > 0``; not in the VQ-VAE paper): w · KL(q̄ ‖ U(K)), where q̄ is the
   batch average of the soft assignments q_n = softmax_k(−‖z_n − e_k‖² / (τ · mean_n min_k ‖z_n − e_k‖²)),
   the batch-entropy half of MAGVIT-v2's entropy loss (Yu et al. 2024, arXiv:2310.05737) on Euclidean
-  distances, the same term as the Gumbel dVAE's :func:`museumtok.quantize.gumbel.marginal_kl_to_uniform`.
+  distances, the same term as the Gumbel dVAE's :func:`museumtok.quantize.output.marginal_kl_to_uniform`.
   Its gradient moves encoder outputs towards codes the batch under-uses; the codes themselves still
   follow EMA. The distances are scaled by their batch mean nearest distance (detached), so τ is unitless.
 """
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .output import QuantizerOutput, stats_from_counts
+from .output import QuantizerOutput, marginal_kl_to_uniform, stats_from_counts
 
 
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk_elems: int = 1 << 24) -> torch.Tensor:
@@ -231,8 +231,6 @@ class VectorQuantizer(nn.Module):
 
     def usage_kl(self, z_e: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """KL(q̄ ‖ U(K)) (nats) of the batch-average soft assignment of z_e (N, D) to the codes (K, D)."""
-        from .gumbel import marginal_kl_to_uniform
-
         z = z_e.float()
         d = (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.detach().float().t()
              + codebook.detach().float().pow(2).sum(1)[None])                        # (N, K) ‖z_n − e_k‖²

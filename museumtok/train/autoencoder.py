@@ -98,12 +98,15 @@ def fit(
     on_step: Callable[[torch.nn.Module, int], dict] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    loss_fn: Callable[[torch.Tensor, Any, torch.nn.Module], tuple[torch.Tensor, dict]] | None = None,
 ) -> dict:
     """Train ``model`` for ``cfg.steps`` steps (or until ``cfg.max_minutes``) on :class:`Harness`; returns a summary.
 
     ``cfg`` is an :class:`AutoencoderRunConfig`. ``on_step(model, step)`` may change the model before
     each step (the dVAE's τ schedule) and returns extra values to log. ``stop_after`` interrupts
     the run at that step as a crash would (after saving state), without changing the schedule.
+    ``loss_fn(x, out, model)`` replaces the model's own loss (``out.loss``) by another objective and returns
+    (loss, values to log): the VQ-VAE trainer's §7.2 multi-term objective.
     """
     torch.manual_seed(cfg.seed)
     h = Harness(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), steps=cfg.steps, warmup=cfg.warmup,
@@ -118,6 +121,9 @@ def fit(
     def step_fn(m, x, step):
         extra = on_step(h.raw, step) if on_step else {}
         out = m(x)
+        if loss_fn is not None:
+            loss, logs = loss_fn(x, out, h.raw)
+            return loss, {"loss": loss, **out.losses, **logs, **out.quant.stats, **extra}
         return out.loss, {"loss": out.loss, **out.losses, **out.quant.stats, **extra}
 
     res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom,
@@ -151,7 +157,7 @@ def final_metrics(tok, sets: Sequence[str]) -> list[dict]:
 
 
 def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str, summary: str,
-            on_step=None) -> Path:
+            on_step=None, loss_fn=None) -> Path:
     """Train ``model`` on the training artworks, evaluate, save checkpoint + model card; returns the folder."""
     from ..data.dataset import eval_batch
     from ..paths import CHECKPOINT_DIR, cache_dir
@@ -160,7 +166,7 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
     run_dir = Path(cfg.run_dir) if cfg.run_dir else cache_dir("runs", name)
     images, n_train = train_images()
     x_val, _ = eval_batch(cfg.eval_set, cfg.eval_size)
-    res = fit(model, cfg, images, run_dir, x_val=x_val, on_step=on_step)
+    res = fit(model, cfg, images, run_dir, x_val=x_val, on_step=on_step, loss_fn=loss_fn)
     model = model.eval()
     tok = tokenizer_cls(model)
     tok.name = name
