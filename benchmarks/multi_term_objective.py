@@ -52,6 +52,7 @@ def measure(folder: Path, name: str, sets, M: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from museumtok.cards import markdown_table
     from museumtok.paths import CHECKPOINT_DIR
     from museumtok.train.vqvae import VQVAETrainConfig, train
 
@@ -96,10 +97,9 @@ def main(argv=None) -> int:
              f"+ β·commitment; paper = MSE + β·commitment. Held-out images at 128 px (M = 256). Coded bits: the "
              f"tokens range-coded under each model's unigram prior fitted on the training split. "
              f"Command: `.venv/bin/python {doc['command']}`.", "",
-             "| model | set | PSNR dB | MS-SSIM | usage | perplexity | coded bits / token |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['set']} | {r['psnr']} | {r['ms_ssim']} | {r['usage']:.1%} | "
-                     f"{r['perplexity']} | {r['coded_bits_per_token']} |")
+             markdown_table([{"model": r["model"], "set": r["set"], "PSNR dB": r["psnr"], "MS-SSIM": r["ms_ssim"],
+                              "usage": f"{r['usage']:.1%}", "perplexity": r["perplexity"],
+                              "coded bits / token": r["coded_bits_per_token"]} for r in rows], floatfmt="g")]
     (a.out / "objective.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
