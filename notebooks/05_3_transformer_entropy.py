@@ -411,8 +411,9 @@ ShowImage(filename=str(REPO_ROOT / "docs" / "s53" / "gan_decoder_kodak.png"))
 # %% [markdown]
 # ## 7 · Reading the results
 #
-# - **Entropy model.** In the runs stored here (on today's `hyperprior-q3`, the one trained with the
-#   lower-bound fix; Kodak, real bytes) both context models beat the hyperprior alone by more than a tenth
+# - **Entropy model.** In the runs stored here (on `hyperprior-q3` as of commit 961ccc9, trained with the
+#   lower-bound fix, 0.328 bpp on Kodak; the bundled one was continued since, so a rerun differs a little;
+#   Kodak, real bytes) both context models beat the hyperprior alone by more than a tenth
 #   of the file, and **mask-A is ahead at both budgets**: at 4 CPU minutes mask-A −14.2 %, the transformer
 #   −12.3 % (2 blocks, 1186 steps) and −12.2 % (1 block, 1670 steps); at 8 CPU minutes mask-A −14.8 %, the
 #   transformer −13.2 %. Mask-A makes about twice as many steps in the same time and is also ahead per step

@@ -200,3 +200,23 @@ def test_eval_chat_records_self_consistency(tmp_path):
     p = write_chat_eval(res, tmp_path)[0]
     assert p.name == label(res) + ".json" and p.with_name(label(res) + ".md").exists()   # "t0.5" kept whole
     assert json.loads(p.read_text())["config"]["self_consistency"] == 3
+
+
+def test_compare_runs_pairs_answers_by_question():
+    from museumtok.eval.chat import compare_runs
+
+    items = [{"image": i, "kind": "colour", "question": "q", "lang": "en"} for i in range(4)]
+
+    def run(scores, condition="real"):
+        return {"items": items, "answers": [{"item": i, "condition": condition, "scores": {"colour_top1": s}}
+                                            for i, s in enumerate(scores)]}
+
+    a, b = run([1, 0, 0, 1]), run([1, 1, 0, 0])
+    (row,) = compare_runs(a, b)
+    assert row["question"] == "colour (top-1)" and row["n"] == 4
+    assert row["a"] == row["b"] == 0.5 and row["diff"] == 0.0 and (row["higher"], row["lower"]) == (1, 1)
+    # paired SE: differences (0, +1, 0, −1), sd = sqrt(2/3), se = sd / 2
+    assert abs(row["se_diff"] - (2 / 3) ** 0.5 / 2) < 1e-12
+    assert compare_runs(a, run([1, 1, 1, 1], condition="shuffled")) == []       # other condition: nothing paired
+    with pytest.raises(ValueError, match="different questions"):
+        compare_runs(a, {**b, "items": items[:3]})

@@ -363,6 +363,36 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_runs(a: dict, b: dict, condition: str = "real") -> list[dict]:
+    """Paired comparison of two runs on the same items (e.g. greedy against self-consistency): per question,
+    each run's mean, the difference b − a with its paired standard error (the scores of one item are paired),
+    and how many answers scored higher / lower in b. Raises when the runs asked different questions."""
+    if a["items"] != b["items"]:
+        raise ValueError("the two runs asked different questions (other images, --limit or evaluation version)")
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    ans_b = {(x["item"], x["condition"]): x for x in b["answers"]}
+    for x in a["answers"]:
+        y = ans_b.get((x["item"], x["condition"]))
+        if x["condition"] != condition or y is None:
+            continue
+        for key, v in x["scores"].items():
+            if key in y["scores"] and v is not None and y["scores"][key] is not None:
+                pairs.setdefault(key, []).append((float(v), float(y["scores"][key])))
+    rows = []
+    for key, label in ROWS:
+        p = pairs.get(key)
+        if not p:
+            continue
+        n = len(p)
+        d = [yb - xa for xa, yb in p]
+        mean_d = sum(d) / n
+        sd = (sum((v - mean_d) ** 2 for v in d) / (n - 1)) ** 0.5 if n > 1 else 0.0
+        rows.append({"question": label, "n": n, "a": sum(x for x, _ in p) / n, "b": sum(y for _, y in p) / n,
+                     "diff": mean_d, "se_diff": sd / n ** 0.5, "higher": sum(v > 0 for v in d),
+                     "lower": sum(v < 0 for v in d)})
+    return rows
+
+
 def _decoding(c: dict) -> str:
     n, t = c.get("self_consistency", 1), c.get("temperature", 0.0)
     if n > 1:
