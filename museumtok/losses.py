@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .quantize.vq import squared_distances
+
 TERMS = ("rate", "rec", "perc", "gan", "text_align")
 
 
@@ -141,10 +143,10 @@ def hard_rate_bits(indices: torch.Tensor, prior) -> torch.Tensor:
 def soft_assignment(z_e: torch.Tensor, codebook: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
     """q(k | z_e) = softmax_k(−‖z_e − e_k‖² / τ). z_e (B, D, h, w), codebook (K, D) -> (B, h, w, K).
 
-    The distances are expanded as ‖z‖² − 2 z·e + ‖e‖² (one matrix product, no (B, h, w, K, D) tensor)."""
-    z = z_e.permute(0, 2, 3, 1)                                           # (B, h, w, D)
-    d2 = (z.pow(2).sum(-1, keepdim=True) - 2 * z @ codebook.t() + codebook.pow(2).sum(-1))  # (B, h, w, K)
-    return torch.softmax(-d2.clamp_min(0) / tau, -1)
+    The distances come from :func:`museumtok.quantize.vq.squared_distances` (one matrix product)."""
+    B, D, h, w = z_e.shape
+    d2 = squared_distances(z_e.permute(0, 2, 3, 1).reshape(-1, D), codebook)    # (B·h·w, K)
+    return torch.softmax(-d2 / tau, -1).reshape(B, h, w, -1)
 
 
 def ema_usage_logits(quantizer, alpha: float = 0.5) -> torch.Tensor:

@@ -231,9 +231,7 @@ class VectorQuantizer(nn.Module):
 
     def usage_kl(self, z_e: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         """KL(q̄ ‖ U(K)) (nats) of the batch-average soft assignment of z_e (N, D) to the codes (K, D)."""
-        z = z_e.float()
-        d = (z.pow(2).sum(1, keepdim=True) - 2 * z @ codebook.detach().float().t()
-             + codebook.detach().float().pow(2).sum(1)[None])                        # (N, K) ‖z_n − e_k‖²
+        d = squared_distances(z_e.float(), codebook.detach().float())                 # (N, K) ‖z_n − e_k‖²
         scale = d.detach().min(1).values.mean().clamp_min(1e-8)                       # mean nearest distance
         return marginal_kl_to_uniform(-d / (self.usage_tau * scale), dim=1)
 
