@@ -13,6 +13,9 @@ benchmark existed):
             pool    crops cut from uint8 tensors kept at a few scales (train/neural_codecs.py CropSampler)
     layout  nchw / channels_last (NHWC: oneDNN's preferred convolution layout on CPU)
     threads 1 / 2  torch intra-op threads
+    bf16            bfloat16 autocast of the step (the hyperprior trainer's default where the CPU computes bf16
+                    natively, ``neural_codecs.use_bf16``: AVX512-BF16 or AMX; emulated on AVX2 it is many times
+                    slower, so those rows are left out there)
     compile         torch.compile(model) (inductor), only with --compile
 
 Rounds interleave the variants (A B C … A B C …) so that load from other processes hits each alike;
@@ -66,7 +69,7 @@ def hyperprior_model():
     from museumtok.train.neural_codecs import rd_loss
 
     m = ScaleHyperprior(N=64, M=96, lmbda=0.0067)
-    return m, (lambda out, x: rd_loss(out, x, 0.0067)["loss"])
+    return m, (lambda out, x: rd_loss({**out, "x_hat": out["x_hat"].float()}, x, 0.0067)["loss"])   # as the trainer
 
 
 MODELS = {
@@ -77,19 +80,28 @@ MODELS = {
 
 
 class Variant:
-    def __init__(self, name: str, data: str, channels_last: bool, threads: int, compile: bool = False):
+    def __init__(self, name: str, data: str, channels_last: bool, threads: int, compile: bool = False,
+                 bf16: bool = False):
         self.name, self.data, self.channels_last, self.threads, self.compile = name, data, channels_last, threads, compile
+        self.bf16 = bf16
 
 
 def variants(baseline_data: str, with_compile: bool) -> list[Variant]:
+    from museumtok.train.neural_codecs import use_bf16
+
     other = "pool" if baseline_data == "pil" else "pil"
     vs = [Variant("baseline", baseline_data, False, 1),
           Variant("channels_last", baseline_data, True, 1),
           Variant(f"data={other}", other, False, 1),
           Variant(f"channels_last + data={other}", other, True, 1),
           Variant("channels_last + 2 threads", baseline_data, True, 2)]
+    native_bf16 = use_bf16(None)
+    if native_bf16:
+        vs.append(Variant("channels_last + bf16", baseline_data, True, 1, bf16=True))
     if with_compile:
         vs.append(Variant("channels_last + compile", baseline_data, True, 1, compile=True))
+        if native_bf16:
+            vs.append(Variant("channels_last + bf16 + compile", baseline_data, True, 1, compile=True, bf16=True))
     return vs
 
 
@@ -110,7 +122,8 @@ def setup(model_name: str, v: Variant, draws: dict):
         x = draw()
         if v.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        loss = loss_fn(run(x), x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=v.bf16):
+            loss = loss_fn(run(x), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -142,7 +155,7 @@ def measure(model_name: str, rounds: int, steps: int, with_compile: bool) -> lis
     torch.set_num_threads(1)
     base = statistics.median(ms["baseline"])
     return [{"model": model_name, "variant": v.name, "data": v.data, "channels_last": v.channels_last,
-             "threads": v.threads, "compile": v.compile, "ms_per_step": round(statistics.median(ms[v.name]), 1),
+             "threads": v.threads, "compile": v.compile, "bf16": v.bf16, "ms_per_step": round(statistics.median(ms[v.name]), 1),
              "speedup": round(base / statistics.median(ms[v.name]), 2),
              "speedup_per_thread": round(base / statistics.median(ms[v.name]) / v.threads, 2)} for v in vs]
 

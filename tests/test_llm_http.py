@@ -258,6 +258,23 @@ def _serve_wanted() -> str | None:
     return None
 
 
+def _check_token_limit_and_stop_strings(backend) -> list[dict]:
+    """The token limit and stop strings reach a real server's model (a short text prompt: quick); returns it."""
+    q = [{"role": "user", "content": "What is the capital of France?"}]
+    full = "".join(backend.stream(q, max_new_tokens=12))
+    short = "".join(backend.stream(q, max_new_tokens=3))
+    assert backend.last_stats["finish_reason"] == "length"
+    if backend.last_stats["usage_from_server"]:
+        assert backend.last_stats["new_tokens"] == 3
+    else:                  # a stream without a usage chunk (llama-cpp-python): the non-streamed call's own count
+        assert backend.complete(q, max_new_tokens=3) == short and backend.last_stats["new_tokens"] == 3
+        assert backend.last_stats["usage_from_server"]
+    assert full.startswith(short) and len(short) < len(full)
+    w = " " + full.split()[2]
+    assert backend.complete(q, max_new_tokens=12, stop=[w]) == full[:full.index(w)]
+    return q
+
+
 @pytest.mark.llm
 @pytest.mark.server
 def test_transformers_serve_chat_turn_with_image_tokens(tmp_path, rng):
@@ -307,14 +324,7 @@ def test_transformers_serve_chat_turn_with_image_tokens(tmp_path, rng):
         ref = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0).chat.completions.create(
             model=backend.model, messages=rec.messages, max_completion_tokens=n, temperature=0)
         assert ref.choices[0].message.content == answer and ref.usage.prompt_tokens == st["prompt_tokens"]
-        # max_completion_tokens and stop strings reach the model (a short text prompt: quick)
-        q = [{"role": "user", "content": "What is the capital of France?"}]
-        full = "".join(backend.stream(q, max_new_tokens=12))
-        short = "".join(backend.stream(q, max_new_tokens=3))
-        assert backend.last_stats["new_tokens"] == 3 and backend.last_stats["finish_reason"] == "length"
-        assert full.startswith(short) and len(short) < len(full)
-        w = " " + full.split()[2]
-        assert backend.complete(q, max_new_tokens=12, stop=[w]) == full[:full.index(w)]
+        q = _check_token_limit_and_stop_strings(backend)
         # the server's refusal reaches the caller in its own words
         with pytest.raises(BackendError, match=r"HTTP 400: Server is pinned to .*requested 'default'"):
             HTTPBackend(srv.url, model="default", max_retries=0).complete(q)
@@ -325,3 +335,56 @@ def test_transformers_serve_chat_turn_with_image_tokens(tmp_path, rng):
     assert q_rec["question"] == turn["question"] == "Describe this painting in one sentence."
     assert turn["answer"] == answer and turn["completed"] is True and turn["backend"] == backend.name
     assert turn["prompt_hash"] == prompt_hash(rec.messages) and turn["M"] == 16
+
+
+# ---- a second real server: llama.cpp (llama-cpp-python's server) on the GGUF file itself --------------------------
+@pytest.mark.llamacpp
+@pytest.mark.server
+def test_llama_cpp_server_chat_turn_with_image_tokens(tmp_path, rng):
+    """llama.cpp serves the embedded GGUF as shipped (its own tokenizer, its own copy of the chat template, Q4_1
+    kernels): a chat turn with 16 image tokens through our client, streamed and not; usage, ``max_tokens``, stop
+    strings and the audit log agree. Optional: llama-cpp-python[server] is built from source (~15 CPU-min), so
+    the test is skipped, with the reason, where it is absent (also in CI)."""
+    from museumtok.llm.backends import BackendError as _BE
+    from museumtok.llm.backends.embedded import embedded_gguf
+    from museumtok.llm.serve import ExternalServer, llama_cpp_python
+
+    if llama_cpp_python() is None:
+        pytest.skip("llama-cpp-python[server] absent (README 'llama.cpp server' builds it; "
+                    "or set MUSEUMTOK_LLAMA_CPP_PYTHON)")
+    try:
+        gguf = embedded_gguf()
+    except _BE as e:
+        pytest.skip(str(e))
+    import openai
+
+    from museumtok import registry
+
+    tok = registry.load("anym-k1000")
+    x = torch.rand(3, 64, 64, generator=rng)
+    n = 16
+    with ExternalServer.llama_cpp(gguf, threads=1, alias="smollm2-q4_1", log=tmp_path / "llama.log",
+                                  startup_timeout_s=120) as srv:
+        backend = make_backend(srv.url)              # no #model: asked from /v1/models
+        assert backend.model == "smollm2-q4_1"
+        log = AuditLog(tmp_path / "audit.jsonl")
+        s = ChatSession(backend, audit=log, max_new_tokens=n, reserve_answer=n, guard=False, check=False)
+        s.set_image(tok, x, M=16, image_id="random")
+        answer = list(s.ask("Describe this painting in one sentence."))[-1]
+        rec, st = s.last, s.last.stats
+        assert rec.error is None and answer.strip() and not answer.startswith("⚠"), srv.tail()
+        assert next(m["content"] for m in rec.messages if "<image>" in m["content"]).count("<anym-k1000:v") == 16
+        # llama-cpp-python's stream ignores stream_options.include_usage: the stats say they are estimates
+        assert not st["usage_from_server"] and st["prompt_tokens"] > 0
+        assert 1 <= st["new_tokens"] <= n and 0 < st["ttft_s"] <= st["total_s"]
+        # not streamed: the same greedy answer with the server's usage, and the official openai client reads the same
+        assert backend.complete(rec.messages, max_new_tokens=n) == answer
+        used = backend.last_stats
+        assert used["usage_from_server"] and used["prompt_tokens"] > 16 * 5   # each image token is several BPE pieces
+        ref = openai.OpenAI(base_url=srv.url, api_key="unused", max_retries=0).chat.completions.create(
+            model=backend.model, messages=rec.messages, max_tokens=n, temperature=0)
+        assert ref.choices[0].message.content == answer and ref.usage.prompt_tokens == used["prompt_tokens"]
+        _check_token_limit_and_stop_strings(backend)
+    assert srv.proc.poll() is not None
+    turn = [r for r in read_log(log.path) if r["type"] == "turn"][-1]
+    assert turn["answer"] == answer and turn["completed"] is True and turn["prompt_hash"] == prompt_hash(rec.messages)

@@ -194,3 +194,60 @@ def test_resume_from_a_state_without_base_lr(tmp_path):
     meta_file.write_text(json.dumps(meta))
     _, r2 = _run(tmp_path / "b")
     assert (r2["resumed_from"], r2["steps"]) == (3, 6)
+
+
+def test_the_cpu_clock_counts_finished_children():
+    """``clock="cpu"`` budgets count the C compiler that torch.compile runs as a child process."""
+    import subprocess
+    import sys
+
+    from museumtok.train.harness import process_cpu_time
+
+    t0 = process_cpu_time()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass"],
+                   check=True)
+    assert process_cpu_time() - t0 >= 0.35
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_the_plain_module(tmp_path):
+    """``Harness(compile=True)`` hands step_fn the compiled module: the same weights after the same steps (to
+    float tolerance), a state without ``_orig_mod.`` keys that an eager run resumes, methods reachable through it."""
+    from museumtok.train.harness import STATE_DIR
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 16), torch.nn.Linear(16, 6)
+
+        def forward(self, x):
+            return self.b(torch.nn.functional.gelu(self.a(x)))
+
+        def penalty(self):
+            return 1e-3 * self.a.weight.square().sum()
+
+    def run(compile, run_dir=None, steps=4):
+        torch.manual_seed(0)
+        net = Net()
+        h = Harness(net, torch.optim.Adam(net.parameters(), lr=1e-2), steps=steps, device="cpu", log_every=0,
+                    compile=compile, run_dir=run_dir, save_every=2 if run_dir else 0, resume=True)
+        seen = []
+
+        def step_fn(model, x, step):
+            seen.append(type(model).__name__)
+            return (model(x) - x).square().mean() + model.penalty(), {}
+
+        h.fit(step_fn, lambda step: torch.linspace(-1, 1, 24).reshape(4, 6) * (1 + step))
+        return net, seen
+
+    eager, seen_e = run(False)
+    compiled, seen_c = run(True, tmp_path / "run")
+    assert seen_e[0] == "Net" and seen_c[0] == "OptimizedModule"
+    for k, v in eager.state_dict().items():
+        torch.testing.assert_close(compiled.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "run" / STATE_DIR / "model.safetensors")
+    assert sorted(saved) == sorted(eager.state_dict())
+    resumed, _ = run(False, tmp_path / "run", steps=6)                        # an eager run continues the compiled one
+    assert not torch.equal(resumed.a.weight, compiled.a.weight)

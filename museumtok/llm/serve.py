@@ -212,6 +212,33 @@ def transformers_serve_command(model: str | Path, host: str, port: int, device: 
                    "--dtype", dtype, "--log-level", "warning"]
 
 
+def llama_cpp_python() -> str | None:
+    """A Python that can ``import llama_cpp.server``: ``$MUSEUMTOK_LLAMA_CPP_PYTHON``, this interpreter, or the
+    separate environment that the README's llama.cpp lines build (``~/.cache/museumtok/venv-llamacpp``: its
+    FastAPI/Starlette pins stay out of the app's environment). None when there is none."""
+    import importlib.util
+
+    env = os.environ.get("MUSEUMTOK_LLAMA_CPP_PYTHON")
+    if env:
+        return env if Path(env).is_file() else None
+    if importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None:
+        return sys.executable
+    venv = Path.home() / ".cache" / "museumtok" / "venv-llamacpp" / "bin" / "python"
+    return str(venv) if venv.is_file() else None
+
+
+def llama_cpp_command(gguf: str | Path, host: str, port: int, python: str | None = None, threads: int = 1,
+                      n_ctx: int = 2048, alias: str | None = None) -> list[str]:
+    """``python -m llama_cpp.server`` (llama-cpp-python's OpenAI-compatible server, llama.cpp underneath)
+    on one GGUF file; the chat template is the one stored in the GGUF. ``alias``: the model name it reports."""
+    py = python or llama_cpp_python()
+    if py is None:
+        raise BackendError("llama.cpp's server needs llama-cpp-python[server] (README: 'llama.cpp server')")
+    cmd = [py, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host, "--port", str(port),
+           "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", str(n_ctx)]
+    return cmd + (["--model_alias", alias] if alias else [])
+
+
 class ExternalServer:
     """An OpenAI-compatible server in a subprocess, stopped on exit; ``url`` ends with ``/v1``.
 
@@ -238,6 +265,12 @@ class ExternalServer:
         env = {"OMP_NUM_THREADS": str(threads)} if threads else {}
         return cls(transformers_serve_command(model, host, port, device, dtype), f"http://{host}:{port}/v1",
                    env=env, **kw)
+
+    @classmethod
+    def llama_cpp(cls, gguf: str | Path, host: str = "127.0.0.1", port: int | None = None, threads: int = 1,
+                  python: str | None = None, alias: str | None = None, **kw) -> "ExternalServer":
+        port = port or free_port(host)
+        return cls(llama_cpp_command(gguf, host, port, python, threads, alias=alias), f"http://{host}:{port}/v1", **kw)
 
     def tail(self, n: int = 3000) -> str:
         try:

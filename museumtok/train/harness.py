@@ -19,7 +19,9 @@ A trainer builds its model and optimizer(s), then hands :class:`Harness` a ``ste
 - resume: ``<run_dir>/state/`` holds the model, the optimizers' moments, torch's RNG and any extra
   generators as safetensors plus one JSON file, never a pickle; a rerun continues where it stopped.
   ``trainable_only`` keeps only the parameters that train (a LoRA run on a frozen LLM: megabytes);
-- ``stop_on_signal``: SIGTERM/SIGINT finish the step, save and stop (a long run killed cleanly resumes).
+- ``stop_on_signal``: SIGTERM/SIGINT finish the step, save and stop (a long run killed cleanly resumes);
+- ``compile``: ``step_fn`` gets ``torch.compile(model)`` (inductor, compiled in this process so that the CPU
+  clock counts the compilation); the weights, the optimizer and the saved state stay the plain module's.
 
 :func:`save_with_card` is the common end: ``save_pretrained``, ``write_model_card`` and (for
 tokenizers) the entropy-coding prior.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -246,6 +249,22 @@ def _accelerator(device: str, precision: str):
     return Accelerator(cpu=cpu, mixed_precision=mp)
 
 
+def process_cpu_time() -> float:
+    """CPU seconds of this process and of its finished children (the C compiler that torch.compile runs)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def compiled_for_training(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile(model)`` with inductor's compile workers kept in this process (``compile_threads = 1``):
+    a worker pool would spend CPU that neither a CPU-time budget nor the other job on a 2-core machine sees.
+    The compiled module shares the parameters; attribute access falls through to ``model``."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.compile_threads = 1
+    return torch.compile(model)
+
+
 def _to(batch, device, channels_last: bool):
     if torch.is_tensor(batch):
         batch = batch.to(device, non_blocking=True)
@@ -282,14 +301,14 @@ class Harness:
                  generators: Mapping[str, torch.Generator] | None = None,
                  rngs: Mapping[str, random.Random] | None = None, progress: bool = False, desc: str = "train",
                  trainable_only: bool = False, on_save: Callable[[int], None] | None = None,
-                 stop_on_signal: bool = False):
+                 stop_on_signal: bool = False, compile: bool = False):
         if schedule not in ("steps", "progress", "time"):
             raise ValueError(f"schedule must be 'steps', 'progress' or 'time', got {schedule!r}")
         if threads:
             torch.set_num_threads(threads)
         self.steps, self.warmup, self.schedule, self.min_lr_ratio = steps, warmup, schedule, min_lr_ratio
         self.budget_s, self.wall_cap_s = 60 * max_minutes, 60 * max_wall_minutes
-        self.clock = time.process_time if clock == "cpu" else time.time
+        self.clock = process_cpu_time if clock == "cpu" else time.time
         self.time_label = time_label or ("cpu budget" if clock == "cpu" else "wall time")
         self.clip, self.save_every, self.log_every, self.eval_every = clip, save_every, log_every, eval_every
         self.reduce, self.row_fn, self.print_logs, self.on_log = reduce, row_fn, print_logs, on_log
@@ -310,6 +329,8 @@ class Harness:
                 g.setdefault("base_lr", g["lr"])
         prepared = self.accelerator.prepare(model, *opts.values())
         self.model, self.optimizers = prepared[0], dict(zip(opts, prepared[1:]))
+        self.compiled = compile
+        self.step_model = compiled_for_training(self.model) if compile else self.model   # what step_fn is given
         self.history: list[dict] = []
         self.evals: list[dict] = []
         self.reduced: dict = {}
@@ -374,10 +395,10 @@ class Harness:
                 print(f"resumed from {self.run_dir / STATE_DIR} at step {start}")
             else:
                 self.log.clear()
-        t0, c0 = time.time(), time.process_time()
+        t0, c0 = time.time(), process_cpu_time()
         wall = lambda: before + time.time() - t0                                   # noqa: E731
-        cpu = lambda: cpu_before + time.process_time() - c0                        # noqa: E731
-        elapsed = lambda: cpu() if self.clock is time.process_time else wall()     # noqa: E731
+        cpu = lambda: cpu_before + process_cpu_time() - c0                         # noqa: E731
+        elapsed = lambda: cpu() if self.clock is process_cpu_time else wall()      # noqa: E731
         step, stopped_by, logs, n = start, "steps", {}, 0
         bar = tqdm(total=self.steps, initial=start, desc=self.desc, mininterval=10,
                    disable=not self.progress or not acc.is_main_process)
@@ -404,7 +425,7 @@ class Harness:
                         g["lr"] = g["base_lr"] * scale
                 batch = _to(batches(step), self.device, self.channels_last) if batches is not None else None
                 with acc.autocast():
-                    loss, step_logs = step_fn(self.model, batch, step)
+                    loss, step_logs = step_fn(self.step_model, batch, step)
                 if torch.is_tensor(loss):
                     self._update(next(iter(self.optimizers.values())), loss)
                 elif isinstance(loss, Mapping):

@@ -52,6 +52,9 @@ class NeuralCodecConfig:
     channels_last: bool = True       # NHWC memory layout (oneDNN: ~1.5× faster on CPU)
     device: str = "auto"             # "auto" (a GPU when there is one), "cpu" or "cuda"
     decoder_input: str = "ste"       # hyperprior: in training g_s reads round(y) ("ste") or the noisy ỹ ("noise", as CompressAI)
+    compile: bool = False            # torch.compile the network for training (~1 min to compile, counted in the CPU
+                                     # clock); benchmarks/train_speed.py: 1.1–1.3× per step in fp32, no reliable gain on top of
+                                     # bf16 autocast (this machine's default), so off by default
     clock: str = "wall"              # what max_minutes counts: "wall" time or this process's "cpu" time (fair
                                      # equal-time comparisons of two runs sharing one machine)
 
@@ -179,7 +182,8 @@ def train_codec(model: str, cfg: NeuralCodecConfig, command: str) -> Path:
                 schedule="progress", min_lr_ratio=0.05, clip=1.0, log_every=50, reduce=0.98, print_logs=True,
                 row_fn=lambda r: {"step": r["step"], "min": round(r["wall_s"] / 60, 2),
                                   **{k: round(r[k], 4) for k in ("loss", "bpp", "mse", "psnr")}},
-                device=cfg.device, precision="bf16" if bf16 else "fp32", channels_last=cfg.channels_last)
+                device=cfg.device, precision="bf16" if bf16 else "fp32", channels_last=cfg.channels_last,
+                compile=cfg.compile)
 
     def step_fn(m, x, step):
         out = m(x)
