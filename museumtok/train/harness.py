@@ -329,7 +329,6 @@ class Harness:
                 g.setdefault("base_lr", g["lr"])
         prepared = self.accelerator.prepare(model, *opts.values())
         self.model, self.optimizers = prepared[0], dict(zip(opts, prepared[1:]))
-        self.compiled = compile
         self.step_model = compiled_for_training(self.model) if compile else self.model   # what step_fn is given
         self.history: list[dict] = []
         self.evals: list[dict] = []
