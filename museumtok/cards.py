@@ -76,6 +76,9 @@ def with_metadata(card_text: str, name: str, metrics: list[dict[str, Any]] | Non
     return card_metadata(name, metrics) + "\n" + body
 
 
+NO_METRICS = "In the evaluation section below."   # the card's line where a trainer gives no metrics table
+
+
 def write_model_card(
     directory: Path,
     name: str,
@@ -108,7 +111,7 @@ def write_model_card(
 
 ## Held-out metrics
 
-{markdown_table(metrics) if metrics else "In the evaluation section below."}
+{markdown_table(metrics) if metrics else NO_METRICS}
 {extra}
 """
     (directory / "README.md").write_text(with_metadata(text, name, metrics), encoding="utf-8")
@@ -117,3 +120,23 @@ def write_model_card(
         "command": command, "metrics": metrics, **(facts or {}),
     }, indent=2), encoding="utf-8")
     return directory / "README.md"
+
+
+def refresh_metrics(directory: Path, metrics: list[dict[str, Any]], note: str = "") -> None:
+    """Replace a card's held-out metrics (the README table, its metadata header and ``training.json``) by
+    ``metrics`` measured again elsewhere, e.g. a GPU-trained checkpoint measured on the machine that measured the
+    bundled ones; ``note`` (one line under the table) says where each was done."""
+    directory = Path(directory)
+    facts = json.loads((directory / "training.json").read_text(encoding="utf-8"))
+    facts["metrics"] = metrics
+    (directory / "training.json").write_text(json.dumps(facts, indent=2), encoding="utf-8")
+    text = (directory / "README.md").read_text(encoding="utf-8")
+    head, sep, rest = text.partition("## Held-out metrics\n")
+    if not sep:
+        raise ValueError(f"{directory}/README.md has no '## Held-out metrics' section")
+    lines = rest.lstrip("\n").split("\n")
+    i = 1 if lines and lines[0] == NO_METRICS else 0             # a card written without metrics
+    while i < len(lines) and lines[i].startswith("|"):       # the old table; the card's text after it stays
+        i += 1
+    new = head + sep + "\n" + markdown_table(metrics) + (f"\n{note}\n" if note else "") + "\n".join(lines[i:])
+    (directory / "README.md").write_text(with_metadata(new, facts.get("name", directory.name), metrics), encoding="utf-8")

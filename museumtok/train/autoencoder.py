@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -48,6 +49,11 @@ class AutoencoderRunConfig:
     device: str = "auto"                         # "auto" (a GPU when there is one), "cpu" or "cuda"
     precision: str = "fp32"                      # "fp32", or "bf16" autocast (on CPU only fast with native bf16)
     max_minutes: float = 30.0                    # wall-time cap; the card records where it stopped (0: none)
+    schedule: str = "steps"                      # lr schedule over "steps", or "progress" (max of the step and time
+                                                 # fractions: a run stopped by max_minutes still ends at the low lr)
+    data: str = "pil"                            # crops: "pil" (a PIL resize per crop, the CPU trainers' path) or
+                                                 # "pool" (cut from uint8 tensors kept at a few scales: no resize per
+                                                 # crop, so a GPU is not left waiting for one CPU thread)
     # logging, evaluation, checkpoints
     log_every: int = 50                          # train_log.csv row every this many steps
     eval_every: int = 250                        # held-out evaluation every this many steps
@@ -67,6 +73,41 @@ def batch_for_step(images: Sequence[Image.Image], step: int, batch_size: int, si
     rng = random.Random(f"{seed}-{step}-{process}")
     return torch.stack([random_crop(images[rng.randrange(len(images))], size, max_zoom, rng)
                         for _ in range(batch_size)])
+
+
+class PooledCrops:
+    """(B, 3, S, S) crops as :func:`batch_for_step` draws them (short side shrunk to [S, max_zoom·S], flips; a pure
+    function of (seed, step, process), so resume-safe), but cut from uint8 tensors kept at ``levels`` short sides
+    spaced log-uniformly in [S, max_zoom·S] instead of resizing a PIL image for every crop."""
+
+    def __init__(self, images: Sequence[Image.Image], size: int, max_zoom: float, levels: int = 4):
+        self.size = size
+        sides = sorted({round(size * max_zoom ** (i / max(1, levels - 1))) for i in range(levels)})
+        self.pyramid: list[list[torch.Tensor]] = []              # per image: (3, h, w) uint8 at each side
+        for img in images:
+            w, h = img.size
+            s = min(w, h)
+            level = []
+            for t in sides:
+                if t > s and level:
+                    break
+                r = min(t, s) / s
+                nw, nh = max(size, round(w * r)), max(size, round(h * r))
+                im = img if (nw, nh) == (w, h) else img.resize((nw, nh), Image.Resampling.LANCZOS)
+                level.append(torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1))
+            self.pyramid.append(level)
+
+    def __call__(self, step: int, batch_size: int, seed: int, process: int = 0) -> torch.Tensor:
+        rng = random.Random(f"pool-{seed}-{step}-{process}")
+        out = []
+        for _ in range(batch_size):
+            level = self.pyramid[rng.randrange(len(self.pyramid))]
+            t = level[rng.randrange(len(level))]
+            _, h, w = t.shape
+            top, left = rng.randint(0, h - self.size), rng.randint(0, w - self.size)
+            c = t[:, top : top + self.size, left : left + self.size]
+            out.append(c.flip(-1) if rng.random() < 0.5 else c)
+        return torch.stack(out).float().div_(255.0)             # (B, 3, S, S)
 
 
 @torch.no_grad()
@@ -110,7 +151,7 @@ def fit(
     """
     torch.manual_seed(cfg.seed)
     h = Harness(model, torch.optim.Adam(model.parameters(), lr=cfg.lr), steps=cfg.steps, warmup=cfg.warmup,
-                max_minutes=cfg.max_minutes, clip=cfg.clip, run_dir=run_dir, resume=cfg.resume,
+                max_minutes=cfg.max_minutes, schedule=getattr(cfg, "schedule", "steps"), clip=cfg.clip, run_dir=run_dir, resume=cfg.resume,
                 save_every=cfg.save_every, log_every=cfg.log_every, eval_every=cfg.eval_every,
                 evaluate=(lambda m: held_out_eval(m, x_val, m.codebook_size)) if x_val is not None else None,
                 device=getattr(cfg, "device", "auto"), precision=getattr(cfg, "precision", "fp32"),
@@ -126,8 +167,15 @@ def fit(
             return loss, {"loss": loss, **out.losses, **logs, **out.quant.stats, **extra}
         return out.loss, {"loss": out.loss, **out.losses, **out.quant.stats, **extra}
 
-    res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom,
-                                                     cfg.seed, process))
+    data = getattr(cfg, "data", "pil")
+    if data not in ("pil", "pool"):
+        raise ValueError(f"data must be 'pil' or 'pool', got {data!r}")
+    if data == "pool":
+        pool = PooledCrops(images, cfg.crop, cfg.max_zoom)
+        res = h.fit(step_fn, lambda step: pool(step, cfg.batch_size, cfg.seed, process))
+    else:
+        res = h.fit(step_fn, lambda step: batch_for_step(images, step, cfg.batch_size, cfg.crop, cfg.max_zoom,
+                                                         cfg.seed, process))
     return res
 
 
@@ -178,7 +226,8 @@ def run_job(cfg, name: str, model: torch.nn.Module, tokenizer_cls, command: str,
     n_params = sum(p.numel() for p in model.parameters())
     save_with_card(
         tok, out, name, prior=True, summary=summary,
-        data=(f"random {cfg.crop}×{cfg.crop} crops (rescaled so the short side is 1–{cfg.max_zoom:g}× the crop, "
+        data=(f"random {cfg.crop}×{cfg.crop} crops (rescaled so the short side is 1–{cfg.max_zoom:g}× the crop"
+              f"{', cut from 4 copies kept at log-spaced sizes' if getattr(cfg, 'data', 'pil') == 'pool' else ''}, "
               f"flipped) of the {n_train} training-split artworks; validation = {cfg.eval_set} at "
               f"{cfg.eval_size} px; Kodak and artworks-test never seen in training"),
         steps=(f"{res['steps']} steps of batch {cfg.batch_size} (Adam, lr {cfg.lr:g}, warm-up {cfg.warmup}, cosine "
