@@ -114,3 +114,18 @@ def test_psnr_gain_at_rate_reads_a_single_point_against_a_curve():
     (row,) = summary_table(res)
     assert row["codec"] == "context-q3" and row["Δ dB vs jpeg"] == pytest.approx(1.5, abs=1e-9)
     assert row["dec ms"] == 2.0
+
+
+def test_plot_colours_are_distinct_past_ten_curves_and_shared_by_both_backends(tmp_path):
+    """The PNG once took matplotlib's 10-colour cycle, so the 11th curve repeated the first's colour."""
+    from museumtok.eval.plot import Panel, Series, _colours, rd_plotly, rd_png
+
+    panel = Panel("kodak", [Series(f"curve-{i:02d}", [0.1 * (i + 1), 0.2 * (i + 1)], [20.0 + i, 21.0 + i]) for i in range(14)])
+    colours = _colours([panel])
+    assert len(set(colours.values())) == 14
+    fig = rd_plotly([panel], "t")
+    assert [tr.marker.color for tr in fig.data] == [colours[s.name] for s in panel.series]
+    png = rd_png([panel], tmp_path / "rd.png", "t")
+    import matplotlib.image
+
+    assert matplotlib.image.imread(png).shape[2] in (3, 4)

@@ -52,19 +52,22 @@ class Panel:
     series: list[Series]
 
 
-def _colours(panels: list[Panel]) -> dict[str, int]:
+def _colours(panels: list[Panel]) -> dict[str, str]:
+    """One colour per colour key, the same in the HTML and the PNG: plotly's 10 then Dark24's 24 (the
+    matplotlib default cycle has 10, so the eleventh curve of a plot would repeat the first's colour)."""
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.Dark24
     keys = sorted({s.colour_key or s.name for p in panels for s in p.series})
-    return {k: i for i, k in enumerate(keys)}
+    return {k: palette[i % len(palette)] for i, k in enumerate(keys)}
 
 
 def rd_plotly(panels: list[Panel], title: str, ylabel: str = "PSNR (dB)", log_x: bool = False,
               x_max: float | None = None, height: int | None = None):
     """A plotly figure, one subplot per panel sharing the y axis; hover shows each point's text."""
-    import plotly.colors
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    palette = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.Dark24
     colour = _colours(panels)
     fig = make_subplots(rows=1, cols=max(1, len(panels)), subplot_titles=[p.title for p in panels] if len(panels) > 1 else None,
                         shared_yaxes=True)
@@ -73,7 +76,7 @@ def rd_plotly(panels: list[Panel], title: str, ylabel: str = "PSNR (dB)", log_x:
         for s in panel.series:
             kw, _ = STYLES[s.style]
             kw = {k: dict(v) if isinstance(v, dict) else v for k, v in kw.items()}
-            kw.setdefault("marker", {})["color"] = palette[colour[s.colour_key or s.name] % len(palette)]
+            kw.setdefault("marker", {})["color"] = colour[s.colour_key or s.name]
             if "lines" in kw["mode"]:
                 kw.setdefault("line", {})["color"] = kw["marker"]["color"]
             fig.add_trace(go.Scatter(x=s.x, y=s.y, name=s.name, legendgroup=s.name, showlegend=s.name not in shown,
@@ -110,7 +113,7 @@ def rd_png(panels: list[Panel], path: Path, title: str, ylabel: str = "PSNR (dB)
         xs = []
         for s in panel.series:
             _, kw = STYLES[s.style]
-            c = f"C{colour[s.colour_key or s.name] % 10}"
+            c = colour[s.colour_key or s.name]
             ax.plot(s.x, s.y, label=s.name, color=c, **kw)
             for x, y, lab in zip(s.x, s.y, s.labels):
                 ax.annotate(lab, (x, y), textcoords="offset points", xytext=(7, -3), fontsize=6, color=c)
